@@ -1,0 +1,48 @@
+# From a fresh clone: `make train` (environment + MNIST + training) and `make test`.
+# Every target creates the virtual environment first if it is missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A matched pair from one index. PyPI's torchvision is linked against PyPI's torch of the same
+# release; a CPU-only torch wheel with a CUDA torchvision fails at `import torchvision`.
+TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
+ARGS ?=
+
+.PHONY: setup data train test lint bench bench-quick report clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	mkdir -p $(VENV)/no-local-wheels
+	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's
+	@# find-links) cannot be paired with PyPI's CUDA-linked torchvision.
+	PIP_FIND_LINKS=$(abspath $(VENV))/no-local-wheels $(PY) -m pip install $(TORCH_PAIR)
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
+	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
+	touch $@
+
+data: setup
+	$(PY) -c "import utils; utils.fetch_mnist('data')"
+
+train: setup
+	$(PY) train.py $(ARGS)
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+
+bench: setup
+	$(PY) bench.py $(ARGS)
+
+bench-quick: setup
+	$(PY) bench.py --quick $(ARGS)
+
+report: setup
+	$(PY) report.py $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

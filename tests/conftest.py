@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny MNIST-format data sets the tests write themselves (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import utils  # noqa: E402
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images whose class (0-9) is a bright bar at a class-dependent row, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = 4 + 2 * int(label)
+        images[i, row : row + 2, 6:22] = 255
+    return images, labels
+
+
+def write_mnist(data_dir: Path, n_train: int, n_test: int, seed: int = 0) -> dict[str, str]:
+    """Write the four raw files under <data_dir>/MNIST/raw and return their md5s."""
+    raw = utils.mnist_raw_dir(data_dir)
+    train_x, train_y = synthetic_digits(n_train, seed)
+    test_x, test_y = synthetic_digits(n_test, seed + 1)
+    utils.write_idx(raw / "train-images-idx3-ubyte", train_x)
+    utils.write_idx(raw / "train-labels-idx1-ubyte", train_y)
+    utils.write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    utils.write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
+    return {name: utils.md5_of(raw / name) for name in utils.MNIST_MD5}
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh 512/128-image data folder in this test's tmp_path, with its md5s."""
+    data_dir = tmp_path / "data"
+    return data_dir, write_mnist(data_dir, 512, 128)
+
+
+@pytest.fixture(scope="session")
+def cli_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2,048/256-image data folder shared by the command-line tests (read only)."""
+    data_dir = tmp_path_factory.mktemp("cli") / "data"
+    write_mnist(data_dir, 2048, 256)
+    return data_dir

@@ -1,0 +1,97 @@
+"""Batched augmentation agrees with torchvision's transforms; the device loader is exact and replayable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from conftest import synthetic_digits
+from torchvision.transforms import InterpolationMode
+
+import utils
+
+
+@pytest.fixture
+def digits() -> torch.Tensor:
+    images, _ = synthetic_digits(8, seed=5)
+    return torch.from_numpy(images).unsqueeze(1).float() / 255
+
+
+@pytest.mark.parametrize("angle", [-15.0, -7.5, 4.0, 15.0])
+@pytest.mark.parametrize(("mode", "interpolation"), [("bilinear", InterpolationMode.BILINEAR),
+                                                     ("nearest", InterpolationMode.NEAREST)])
+def test_rotation_matches_torchvision(digits, angle, mode, interpolation) -> None:
+    expected = TF.rotate(digits, angle, interpolation=interpolation, fill=0)
+    n = len(digits)
+    ours = utils.affine_warp(digits, torch.full((n,), angle), torch.ones(n), mode=mode)
+    assert (ours - expected).abs().mean() < 2e-3
+    assert (ours - expected).abs().max() < (0.05 if mode == "bilinear" else 1.0)
+
+
+def test_center_crop_then_resize_matches_torchvision(digits) -> None:
+    expected = TF.resize(TF.center_crop(digits, 22), [28, 28], interpolation=InterpolationMode.BILINEAR,
+                         antialias=False)
+    n = len(digits)
+    ours = utils.affine_warp(utils.blank_outside_center(digits, 22), torch.zeros(n), torch.full((n,), 22 / 28))
+    assert (ours - expected)[..., 1:-1, 1:-1].abs().max() < 1e-5
+    assert (ours - expected).abs().mean() < 2e-3  # the outermost ring blends with black, not a copied edge
+
+
+def test_crop_then_rotation_in_one_warp_matches_torchvision(digits) -> None:
+    digits = torch.where(digits > 0.5, digits, 0)  # strokes only: compare the geometry, not the noise
+    n = len(digits)
+    blanked = utils.blank_outside_center(digits, 22)
+    ours = utils.affine_warp(blanked, torch.full((n,), 10.0), torch.full((n,), 22 / 28))
+    # the same single warp in torchvision (its affine angle is clockwise): rotate and zoom 28/22 about the centre
+    single = TF.affine(blanked, angle=-10.0, translate=[0, 0], scale=28 / 22, shear=[0.0],
+                       interpolation=InterpolationMode.BILINEAR, fill=0)
+    assert (ours - single).abs().max() < 1e-4
+    # the seed's two steps (CenterCrop(22) + Resize(28), then RandomRotation) interpolate twice
+    two_steps = TF.rotate(TF.resize(TF.center_crop(digits, 22), [28, 28], antialias=False), 10.0,
+                          interpolation=InterpolationMode.BILINEAR, fill=0)
+    assert (ours - two_steps).abs().mean() < 1e-2
+
+
+def test_shift_moves_content_right_and_down(digits) -> None:
+    n = len(digits)
+    shifted = utils.affine_warp(digits, torch.zeros(n), torch.ones(n), torch.tensor([[2 / 28, 3 / 28]] * n))
+    torch.testing.assert_close(shifted[..., 3:, 2:], digits[..., :-3, :-2], atol=1e-5, rtol=0)
+
+
+def test_augment_batch_is_random_per_image_and_seeded(digits) -> None:
+    aug = utils.Augment(crop_p=0.5)
+    a = utils.augment_batch(digits, aug, torch.Generator().manual_seed(1))
+    b = utils.augment_batch(digits, aug, torch.Generator().manual_seed(1))
+    c = utils.augment_batch(digits, aug, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    same = utils.augment_batch(digits[:1].repeat(4, 1, 1, 1), aug, torch.Generator().manual_seed(3))
+    assert not torch.equal(same[0], same[1])  # one warp per image, not one per batch
+    assert a.min() >= 0 and a.max() <= 1  # the fill is black (0), like the seed's fill=0
+
+
+def test_loader_yields_each_image_once_normalized() -> None:
+    images, labels = synthetic_digits(100, seed=1)
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels).long()
+    loader = utils.DeviceLoader(images, labels, batch_size=32, shuffle=True, seed=4)
+    batches = list(loader.batches(epoch=1))
+    assert len(loader) == len(batches) == 4 and [len(y) for _, y in batches] == [32, 32, 32, 4]
+    x = torch.cat([b[0] for b in batches])
+    assert x.shape == (100, 1, 28, 28) and x.is_contiguous(memory_format=torch.channels_last)
+    raw = torch.round((x * utils.MNIST_STD + utils.MNIST_MEAN) * 255).to(torch.uint8).squeeze(1)
+    order = sorted(range(100), key=lambda i: raw[i].numpy().tobytes())
+    expected = sorted(range(100), key=lambda i: images[i].numpy().tobytes())
+    assert torch.equal(raw[order], images[expected])
+    first_epoch = torch.cat([y for _, y in batches])
+    second_epoch = torch.cat([y for _, y in loader.batches(epoch=2)])
+    assert not torch.equal(first_epoch, second_epoch)  # reshuffled every epoch
+
+
+def test_loader_batches_replay_exactly_from_any_start() -> None:
+    images, labels = synthetic_digits(96, seed=2)
+    loader = utils.DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels).long(), 16,
+                                shuffle=True, augment=utils.Augment(), seed=7)
+    full = list(loader.batches(epoch=3))
+    tail = list(loader.batches(epoch=3, start=4))
+    assert len(tail) == 2
+    for (xa, ya), (xb, yb) in zip(full[4:], tail, strict=False):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -1,0 +1,118 @@
+"""train.py run as a user runs it: a subprocess, on tiny MNIST-format data written by the tests."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+
+import utils
+
+
+def run_train(tmp: Path, data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--no-verify", "--no-progress",
+           "--log-dir", str(tmp / "logs"), "--checkpoint-dir", str(tmp / "ckpt"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def csv_rows(path: Path, drop: tuple[str, ...] = ("seconds",)) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
+
+
+def only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, found
+    return found[0]
+
+
+SMALL = ("--batch-size", "64", "--test-batch-size", "128", "--epochs", "3", "--seed", "3")
+
+
+@pytest.fixture(scope="module")
+def reference_run(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CSV of an uninterrupted 3-epoch run."""
+    tmp = tmp_path_factory.mktemp("reference")
+    run_train(tmp, cli_mnist, *SMALL)
+    return only(tmp / "logs", "*.csv")
+
+
+def test_dry_run_writes_log_csv_and_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
+    proc = run_train(tmp_path, cli_mnist, "--dry-run")
+    log = only(tmp_path / "logs", "*-dry-run.log").read_text()
+    assert "INFO:utils:Test set: Average loss:" in log and "Train: Loss=" in log
+    assert "Final test accuracy" in proc.stdout
+    rows = csv_rows(only(tmp_path / "logs", "*.csv"))
+    assert len(rows) == 1 and rows[0]["epoch"] == "1"
+    net = utils.load_trained_net(only(tmp_path / "ckpt", "*.pt"))
+    assert sum(p.numel() for p in net.parameters()) == 593_200
+
+
+def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
+    run_train(tmp_path, cli_mnist, *SMALL)
+    rows = csv_rows(only(tmp_path / "logs", "*.csv"))
+    assert len(rows) == 3
+    assert rows == csv_rows(reference_run)
+    (tmp_path / "other-seed").mkdir()
+    run_train(tmp_path / "other-seed", cli_mnist, *SMALL[:-1], "4")
+    assert csv_rows(only(tmp_path / "other-seed" / "logs", "*.csv")) != rows
+
+
+def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
+    ckpt = only(reference_run.parent.parent / "ckpt", "*.pt")
+    net = utils.load_trained_net(ckpt)
+    data = utils.load_mnist(cli_mnist, md5s=None, fetch=False)
+    result = utils.test(net, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
+    last = utils.load_history(reference_run)
+    assert result.correct == last.test_correct[-1]
+    assert f"{result.loss:.6f}" == f"{last.test_loss[-1]:.6f}"
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
+    cli_mnist: Path, tmp_path: Path, reference_run: Path
+) -> None:
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
+           "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "logs").glob("*.log"))
+        if logs and "Epoch 2" in logs[0].read_text():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, output
+    assert "Interrupted at epoch" in output and "--resume" in output
+    ckpt = only(tmp_path / "ckpt", "*.pt")
+    state = utils.load_checkpoint(ckpt)
+    assert state["partial"] is not None or state["epoch"] >= 2
+    first_log = only(tmp_path / "logs", "*.log")
+    first_csv_rows = csv_rows(only(tmp_path / "logs", "*.csv"))
+
+    run_train(tmp_path, cli_mnist, "--resume", str(ckpt))
+    csvs = sorted((tmp_path / "logs").glob("*.csv"))
+    assert len(csvs) == 2  # a new run id: the interrupted run's files stay as they were
+    assert csv_rows(csvs[0]) == first_csv_rows and first_log.exists()
+    resumed = csvs[1]
+    assert csv_rows(resumed) == csv_rows(reference_run)
+
+
+def test_resume_refuses_a_foreign_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
+    torch.save({"format": utils.CHECKPOINT_FORMAT, "model": {"w": torch.zeros(2)}, "args": {},
+                "optimizer": None, "scheduler": None, "epoch": 0, "partial": None, "history": {}},
+               tmp_path / "foreign.pt")
+    proc = run_train(tmp_path, cli_mnist, "--resume", str(tmp_path / "foreign.pt"), "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert "foreign.pt was made for a different architecture than Net" in proc.stderr

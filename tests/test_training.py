@@ -1,0 +1,186 @@
+"""Train/test loops, History and its CSV, run files, checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import synthetic_digits
+
+import utils
+from model import Net
+
+
+def tiny_loader(n: int = 64, batch_size: int = 16, **kwargs) -> utils.DeviceLoader:
+    images, labels = synthetic_digits(n, seed=9)
+    return utils.DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels).long(), batch_size, **kwargs)
+
+
+def test_test_loss_is_the_mean_per_sample_nll() -> None:
+    torch.manual_seed(0)
+    model, loader = Net(), tiny_loader(50, batch_size=16)
+    result = utils.test(model, loader)
+    x = torch.cat([b[0] for b in loader])
+    y = torch.cat([b[1] for b in loader])
+    with torch.no_grad():
+        expected = F.nll_loss(model(x), y).item()  # mean over all 50 samples
+    assert result.loss == pytest.approx(expected, rel=1e-5)
+    assert result.total == 50 and 0 <= result.correct <= 50
+    assert result.log_probs.shape == (50, 10)
+
+
+def test_train_learns_and_reports_like_the_seed() -> None:
+    torch.manual_seed(0)
+    model, loader = Net(), tiny_loader(256, batch_size=32, shuffle=True, augment=utils.Augment())
+    optimizer = utils.make_optimizer(model, "sgd", 0.05)
+    lines: list[str] = []
+    first = utils.train(model, loader, optimizer, epoch=1, log=lines.append, progress=False)
+    for epoch in range(2, 5):
+        last = utils.train(model, loader, optimizer, epoch=epoch, progress=False)
+    assert first.batches == 8 and first.seen == 256
+    assert last.loss < first.loss
+    assert lines and all(line.startswith("Train: Loss=") and "Batch_id=" in line and "Accuracy=" in line
+                         for line in lines)
+    assert "Batch_id=7 " in lines[-1]
+
+
+def test_train_stops_after_the_current_step_when_asked() -> None:
+    model, loader = Net(), tiny_loader(64, batch_size=16, shuffle=True)
+    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    calls = []
+    totals = utils.train(model, loader, optimizer, 1, should_stop=lambda: calls.append(1) or len(calls) >= 2,
+                         progress=False)
+    assert totals.batches == 2 and totals.seen == 32
+    rest = utils.train(model, loader, optimizer, 1, totals=totals, progress=False)
+    assert rest.batches == 4 and rest.seen == 64
+
+
+def test_non_finite_loss_names_epoch_and_batch() -> None:
+    model, loader = Net(), tiny_loader(64, batch_size=16)
+    optimizer = utils.make_optimizer(model, "sgd", 1e30)  # diverges at once
+    with pytest.raises(utils.NonFiniteLossError, match=r"epoch 3, batch \d") as info:
+        utils.train(model, loader, optimizer, epoch=3, progress=False)
+    assert info.value.epoch == 3
+
+
+def test_schedulers() -> None:
+    model = Net()
+    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    step, per_batch = utils.make_scheduler("step", optimizer, 5, 10, step_size=2, gamma=0.1)
+    assert not per_batch
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        step.step()
+    assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])  # the seed's log
+    optimizer = utils.make_optimizer(model, "sgd", 0.1)
+    onecycle, per_batch = utils.make_scheduler("onecycle", optimizer, 2, 10)
+    assert per_batch
+    seen = []
+    for _ in range(20):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        onecycle.step()
+    assert max(seen) == pytest.approx(0.1) and seen[0] < 0.01 and seen[-1] < 0.001
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        utils.make_scheduler("cosine", optimizer, 1, 1)
+
+
+def make_history() -> utils.History:
+    history = utils.History()
+    for epoch in (1, 2):
+        train = utils.EpochTotals(batches=4, seen=100, loss_sum=12.5 / epoch, correct=90 + epoch, lr=0.01 / epoch)
+        test = utils.EvalResult(0.1 / epoch, 95 + epoch, 100, torch.zeros(0, 10), torch.zeros(0))
+        history.append(epoch, train, test, 1.5 * epoch)
+    return history
+
+
+def test_history_csv_round_trip(tmp_path: Path) -> None:
+    history = make_history()
+    utils.write_history_csv(tmp_path / "run.csv", history)
+    lines = (tmp_path / "run.csv").read_text().splitlines()
+    assert lines[0] == ",".join(utils.History.COLUMNS) and len(lines) == 3
+    loaded = utils.load_history(tmp_path / "run.csv")
+    assert loaded.epoch == [1, 2] and loaded.test_correct == [96, 97]
+    assert loaded.test_acc == pytest.approx(history.test_acc) and loaded.train_loss == pytest.approx(history.train_loss)
+    assert utils.History.from_dict(history.to_dict()) == history
+
+
+def test_load_history_rejects_other_csv(tmp_path: Path) -> None:
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a training log CSV"):
+        utils.load_history(tmp_path / "other.csv")
+
+
+def test_new_run_never_reuses_files(tmp_path: Path) -> None:
+    runs = [utils.new_run(tmp_path / "logs", tmp_path / "ckpt", name="x") for _ in range(3)]
+    assert len({r.run_id for r in runs}) == 3
+    assert all(r.log.exists() for r in runs)
+    with utils.RunLog(runs[0].log, echo=False) as log:
+        log("Test set: Average loss: 0.0300, Accuracy: 9900/10000 (99.00%)")
+    assert "INFO:utils:Test set: Average loss: 0.0300" in runs[0].log.read_text()
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = utils.make_optimizer(model, "sgd", 0.1)
+    scheduler, _ = utils.make_scheduler("onecycle", optimizer, 2, 10)
+    path = utils.save_checkpoint(tmp_path / "c.pt", model, optimizer, scheduler, epoch=2,
+                                 history=make_history(), args={"lr": 0.1, "data_dir": tmp_path},
+                                 partial=utils.EpochTotals(1, 2, 3.0, 4, 0.5), run_id="r")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    state = utils.load_checkpoint(path)
+    assert state["epoch"] == 2 and state["run_id"] == "r" and state["args"]["data_dir"] == str(tmp_path)
+    assert utils.EpochTotals(**state["partial"]) == utils.EpochTotals(1, 2, 3.0, 4, 0.5)
+    net = utils.load_trained_net(path)
+    for a, b in zip(net.state_dict().values(), model.state_dict().values(), strict=False):
+        assert torch.equal(a, b)
+    # a bare state_dict saved by a user's own script loads too
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    utils.load_trained_net(tmp_path / "bare.pt")
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    other = torch.nn.Sequential(torch.nn.Linear(784, 10))
+    utils.save_checkpoint(tmp_path / "other.pt", other)
+    with pytest.raises(utils.CheckpointError, match="different architecture than Net"):
+        utils.load_trained_net(tmp_path / "other.pt")
+
+
+def test_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
+    good = utils.save_checkpoint(tmp_path / "good.pt", Net())
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(utils.CheckpointError, match=r"cut\.pt is not a readable checkpoint"):
+        utils.load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(utils.CheckpointError, match=r"notes\.txt is not a readable checkpoint"):
+        utils.load_checkpoint(tmp_path / "notes.txt")
+    torch.save({"some": [1, 2]}, tmp_path / "dict.pt")
+    with pytest.raises(utils.CheckpointError, match="not a checkpoint of this package"):
+        utils.load_checkpoint(tmp_path / "dict.pt")
+    with pytest.raises(utils.CheckpointError, match="no such checkpoint"):
+        utils.load_checkpoint(tmp_path / "missing.pt")
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    payload = RunsCode()
+    payload.marker = str(marker)
+    torch.save({"format": utils.CHECKPOINT_FORMAT, "model": payload}, tmp_path / "evil.pt")
+    before = (tmp_path / "evil.pt").read_bytes()
+    with pytest.raises(utils.CheckpointError, match="was refused"):
+        utils.load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    assert (tmp_path / "evil.pt").read_bytes() == before
+    with pytest.raises(pickle.UnpicklingError):  # the guard is torch's own weights_only loader
+        torch.load(tmp_path / "evil.pt", weights_only=True)
