@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: returns the exit status (0 done, 1 diverged, 130 interrupted)."""
+    return run(argv)[0]
+
+
+def run(argv: list[str] | None = None) -> tuple[int, utils.RunFiles]:
+    """Train as the command line would; returns (exit status, the run's files). The notebook calls this."""
     args = parse_args(argv)
     resume_state = utils.load_checkpoint(args.resume) if args.resume else None
     if resume_state is not None:  # continue with the settings the run started with
@@ -142,14 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"ERROR: {exc}")
                     if files.checkpoint.exists():
                         log(f"Last good checkpoint: {files.checkpoint}")
-                    return 1
+                    return 1, files
                 seconds = time.perf_counter() - start
                 partial = None
                 if totals.batches < len(train_loader):
                     checkpoint(epoch - 1, totals)
                     log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{len(train_loader)}. "
                         f"Checkpoint: {files.checkpoint}. Continue with: python train.py --resume {files.checkpoint}")
-                    return 130
+                    return 130, files
                 if not per_batch:
                     scheduler.step()
                 result = utils.test(model, eval_loader, log, eval_name)
@@ -159,12 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                     checkpoint(epoch)
         if not len(history):
             log("Nothing to train: the checkpoint had finished all its epochs")
-            return 0
+            return 0, files
         log(f"Final {eval_name.lower()} accuracy: {history.test_acc[-1]:.2f}% "
             f"({history.test_correct[-1]}/{history.test_total[-1]}) after {history.epoch[-1]} epochs, "
             f"{sum(history.seconds):.1f} s of training")
         log(f"Logs: {files.log}, {files.csv}" + (f"; checkpoint: {files.checkpoint}" if args.save_model else ""))
-    return 0
+    return 0, files
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -916,3 +917,260 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(requested)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model description: receptive fields
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RFRow:
+    """One layer of the receptive-field walk (r: receptive field, n: feature-map size, j: jump)."""
+
+    layer: str
+    rf_in: int
+    n_in: int
+    j_in: int
+    stride: int
+    padding: int
+    kernel: int
+    rf_out: int
+    n_out: int
+    j_out: int
+
+
+def _pair(value: int | tuple[int, ...]) -> int:
+    """Square kernels/strides only: (3, 3) -> 3."""
+    values = (value,) if isinstance(value, int) else tuple(value)
+    if len(set(values)) != 1:
+        raise ValueError(f"receptive_field handles square windows only, got {value}")
+    return int(values[0])
+
+
+class _RecordWindows(torch.overrides.TorchFunctionMode):
+    """Records every conv2d / max_pool2d / avg_pool2d call of a forward pass, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, object, int, int, int, int]] = []  # kind, weight, k, s, p, dilation
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name == "conv2d":
+            given = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation"), args, strict=False)) | kwargs
+            if isinstance(given.get("padding", 0), str):
+                raise ValueError("receptive_field needs numeric padding, not 'same'/'valid'")
+            weight = given["weight"]
+            self.calls.append(("conv", weight, _pair(weight.shape[-1]), _pair(given.get("stride", 1)),
+                               _pair(given.get("padding", 0)), _pair(given.get("dilation", 1))))
+        elif name in ("max_pool2d", "avg_pool2d"):
+            given = dict(zip(("input", "kernel_size", "stride", "padding"), args, strict=False)) | kwargs
+            kernel = _pair(given["kernel_size"])
+            self.calls.append((name.replace("_pool2d", "pool"), None, kernel, _pair(given.get("stride") or kernel),
+                               _pair(given.get("padding", 0)), _pair(given.get("dilation", 1))))
+        return func(*args, **kwargs)
+
+
+def receptive_field(model: nn.Module, input_size: int = 28, in_channels: int = 1) -> list[RFRow]:
+    """Walk ``model``'s convolutions and poolings in the order its forward pass runs them.
+
+    Per layer: n_out = floor((n_in + 2p - k_eff) / s) + 1, j_out = j_in * s,
+    rf_out = rf_in + (k_eff - 1) * j_in, with k_eff = dilation * (k - 1) + 1.
+    """
+    names = {id(m.weight): name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    recorder = _RecordWindows()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), recorder:
+        model(torch.zeros(1, in_channels, input_size, input_size, device=next(model.parameters()).device))
+    model.train(was_training)
+    rows, rf, n, j = [], 1, input_size, 1
+    for kind, weight, k, s, p, d in recorder.calls:
+        k_eff = d * (k - 1) + 1
+        n_out, rf_out, j_out = (n + 2 * p - k_eff) // s + 1, rf + (k_eff - 1) * j, j * s
+        name = names.get(id(weight), kind) if weight is not None else kind
+        rows.append(RFRow(name, rf, n, j, s, p, k, rf_out, n_out, j_out))
+        rf, n, j = rf_out, n_out, j_out
+    return rows
+
+
+RF_HEADER = ("Layer", "receptive-field_in", "n_in", "j_in", "stride", "padding", "kernel_size",
+             "receptive-field_out", "n_out", "j_out")
+
+
+def receptive_field_table(rows: list[RFRow]) -> str:
+    """The receptive-field walk as a markdown table, with the seed README's columns."""
+    lines = [" | ".join(RF_HEADER), " | ".join("---" for _ in RF_HEADER)]
+    lines += [" | ".join(str(v) for v in asdict(row).values()) for row in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reports and plots. Each plot returns a matplotlib Figure (shown inline in notebooks) and, given
+# ``save``, also writes it as a PNG (e.g. under images/). No pyplot global state is used.
+# --------------------------------------------------------------------------------------------------
+
+
+def _finish(fig: Figure, save: str | Path | None) -> Figure:
+    if save is not None:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(save, dpi=110, bbox_inches="tight", facecolor="white")
+    return fig
+
+
+def plot_metrics(history: History | str | Path, save: str | Path | None = None) -> Figure:
+    """2x2 plot of train/test loss and accuracy per epoch, from a History or a run's logs/<run-id>.csv."""
+    if not isinstance(history, History):
+        history = load_history(history)
+    fig = Figure(figsize=(12, 8))
+    axes = fig.subplots(2, 2)
+    panels = [("Training loss", history.train_loss), ("Test loss", history.test_loss),
+              ("Training accuracy (%)", history.train_acc), ("Test accuracy (%)", history.test_acc)]
+    for ax, (title, values) in zip(axes.flat, panels, strict=True):
+        ax.plot(history.epoch, values, marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(history.epoch)
+        ax.grid(alpha=0.3)
+    axes[1, 1].annotate(f"{history.test_acc[-1]:.2f}%", (history.epoch[-1], history.test_acc[-1]),
+                        textcoords="offset points", xytext=(-10, -18), ha="right")
+    fig.suptitle(f"Training and test metrics per epoch (final test accuracy {history.test_acc[-1]:.2f}%)")
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def _image_grid(images: torch.Tensor, titles: list[str], suptitle: str, cols: int = 10,
+                colors: list[str] | None = None) -> Figure:
+    rows = max(1, math.ceil(len(images) / cols))
+    fig = Figure(figsize=(cols * 1.25, rows * 1.55))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i].reshape(28, 28).cpu().numpy(), cmap="gray_r")
+            ax.set_title(titles[i], fontsize=9, color=(colors or ["black"] * len(images))[i])
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20, save: str | Path | None = None,
+                 title: str = "Sample training images with their labels") -> Figure:
+    """A grid of the first ``n`` images with their labels."""
+    return _finish(_image_grid(images[:n], [f"label {int(y)}" for y in labels[:n]], title), save)
+
+
+def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save: str | Path | None = None) -> Figure:
+    """The first ``n`` test images with true and predicted labels (red when wrong)."""
+    probs = result.log_probs[:n].exp()
+    pred = probs.argmax(dim=1)
+    titles = [f"true {int(t)} / pred {int(p)}" for t, p in zip(result.targets[:n], pred, strict=True)]
+    colors = ["black" if int(t) == int(p) else "red" for t, p in zip(result.targets[:n], pred, strict=True)]
+    fig = _image_grid(images[:n], titles, f"Sample test predictions (true / predicted), first {n} test images",
+                      cols=5, colors=colors)
+    return _finish(fig, save)
+
+
+def misclassified(result: EvalResult) -> torch.Tensor:
+    """Indices of the wrong predictions, most confident mistake first."""
+    probs = result.log_probs.exp()
+    confidence, pred = probs.max(dim=1)
+    wrong = torch.nonzero(pred != result.targets).flatten()
+    return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]
+
+
+def plot_misclassified(images: torch.Tensor, result: EvalResult, n: int = 20,
+                       save: str | Path | None = None) -> Figure:
+    """The ``n`` most confident mistakes over the whole evaluated set, with true/predicted/probability."""
+    idx = misclassified(result)
+    probs = result.log_probs.exp()
+    titles = [f"true {int(result.targets[i])} / pred {int(probs[i].argmax())}\np={float(probs[i].max()):.2f}"
+              for i in idx[:n]]
+    suptitle = (f"Misclassified test images, most confident first ({len(idx)} of {result.total:,} wrong; "
+                f"showing {min(n, len(idx))})")
+    fig = _image_grid(images[idx[:n].to(images.device)] if len(idx) else images[:0], titles, suptitle, cols=5,
+                      colors=["red"] * len(titles))
+    return _finish(fig, save)
+
+
+def per_class_accuracy(result: EvalResult) -> list[tuple[int, int, int]]:
+    """(class, correct, total) for each digit over the whole evaluated set."""
+    pred = result.predictions
+    return [(c, int(((pred == c) & (result.targets == c)).sum()), int((result.targets == c).sum())) for c in range(10)]
+
+
+def per_class_report(result: EvalResult) -> str:
+    """Lines like ``Accuracy of 3 - three : 99.21 % (1002/1010)``, one per digit, on the full set."""
+    return "\n".join(f"Accuracy of {c} - {CLASS_NAMES[c]} : {100 * ok / max(n, 1):.2f} % ({ok}/{n})"
+                     for c, ok, n in per_class_accuracy(result))
+
+
+def plot_per_class(result: EvalResult, save: str | Path | None = None) -> Figure:
+    """Bar chart of per-class accuracy with counts, over the whole evaluated set."""
+    stats = per_class_accuracy(result)
+    acc = [100 * ok / max(n, 1) for _, ok, n in stats]
+    fig = Figure(figsize=(10, 4.5))
+    ax = fig.subplots()
+    bars = ax.bar([f"{c} - {CLASS_NAMES[c]}" for c in range(10)], acc, color="tab:blue")
+    for bar, (_, ok, n), a in zip(bars, stats, acc, strict=True):
+        ax.annotate(f"{a:.2f}%\n{ok}/{n}", (bar.get_x() + bar.get_width() / 2, a), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    low = min(acc)
+    ax.set_ylim(max(0.0, low - (100 - low) * 1.5 - 0.5), 100 + (100 - low) * 0.4 + 0.3)
+    ax.set_ylabel("accuracy (%)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.set_title(f"Per-class test accuracy on all {result.total:,} test images (y axis starts above 0)", pad=12)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def confusion_matrix(result: EvalResult) -> torch.Tensor:
+    """10x10 counts: row = true class, column = predicted class."""
+    return torch.bincount(result.targets * 10 + result.predictions, minlength=100).reshape(10, 10)
+
+
+def plot_confusion(result: EvalResult, save: str | Path | None = None) -> Figure:
+    """Confusion-matrix heatmap (log colour scale so the few mistakes stay visible), with counts."""
+    from matplotlib.colors import LogNorm
+
+    cm = confusion_matrix(result).numpy()
+    fig = Figure(figsize=(7.5, 6.5))
+    ax = fig.subplots()
+    image = ax.imshow(cm + 1, cmap="Blues", norm=LogNorm())
+    for t in range(10):
+        for p in range(10):
+            if cm[t, p]:
+                ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[t, p] > cm.max() / 10 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(f"Confusion matrix, {result.total:,} test images ({result.total - result.correct} errors)")
+    fig.colorbar(image, ax=ax, label="count + 1 (log scale)")
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image: int = 5, seed: int = 0,
+                      save: str | Path | None = None) -> Figure:
+    """Each of ``n`` training images (left column) beside ``per_image`` random augmentations of it."""
+    originals = images[:n].reshape(-1, 1, 28, 28).float().div(255).cpu()
+    generator = torch.Generator().manual_seed(seed)
+    augmented = augment_batch(originals.repeat_interleave(per_image, 0), aug, generator)
+    fig = Figure(figsize=((per_image + 1) * 1.2, n * 1.25))
+    axes = fig.subplots(n, per_image + 1, squeeze=False)
+    for i in range(n):
+        row = [originals[i], *augmented[i * per_image:(i + 1) * per_image]]
+        for k, (ax, img) in enumerate(zip(axes[i], row, strict=True)):
+            ax.imshow(img.reshape(28, 28).numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.axis("off")
+            if i == 0:
+                ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
+    fig.suptitle(f"Augmentation: rotation ±{aug.degrees:g}°, CenterCrop({aug.crop_size}) p={aug.crop_p:g}"
+                 + (f", shift ±{aug.translate:g}" if aug.translate else "")
+                 + (f", zoom {aug.scale[0]:g}-{aug.scale[1]:g}" if aug.scale != (1.0, 1.0) else ""))
+    fig.tight_layout()
+    return _finish(fig, save)

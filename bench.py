@@ -1,0 +1,258 @@
+"""Benchmark: speed side by side on one device, then the default recipe over 3 seeds on the full MNIST.
+
+    python bench.py            # full: throughput + 3 seeds x the default recipe; writes logs/bench-<date>.md
+    python bench.py --quick    # seconds: proves the whole benchmark runs (used by the tests)
+
+Throughput, same batch size, same device, same run:
+  (a) the seed-style pipeline: torchvision PIL transforms in a DataLoader with 2 workers, fp32
+  (b) a bare training step on ready tensors (forward, backward, SGD step), our precision and layout
+  (c) our training step: utils.train over the device loader with batched augmentation
+Every accuracy figure comes from a logged train.py run (logs/<run-id>.csv) on the full 10k test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import train as train_cli
+import utils
+from model import Net
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def seed_style_loader(data_dir: str, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
+    """The seed's data pipeline: torchvision's MNIST dataset, PIL transforms, a DataLoader with workers."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([
+        transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),
+        transforms.Resize((28, 28)),
+        transforms.RandomRotation((-15.0, 15.0), fill=0),
+        transforms.ToTensor(),
+        transforms.Normalize((utils.MNIST_MEAN,), (utils.MNIST_STD,)),
+    ])
+    dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transform)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def images_per_second(step, batches, batch_size: int, device: torch.device, warmup: int) -> float:
+    """Run ``step(batch)`` over ``batches`` (an iterator); time all but the first ``warmup`` steps."""
+    count, start = 0, None
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        step(batch)
+        count += i >= warmup
+    sync(device)
+    return count * batch_size / (time.perf_counter() - start)
+
+
+def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: torch.device,
+                       amp_dtype: torch.dtype | None) -> dict[str, float]:
+    """img/s of (a) the seed-style pipeline, (b) a bare step on ready tensors, (c) our training step."""
+    bs, n, warmup = args.batch_size, args.steps, args.warmup
+    results = {}
+
+    # (a) seed-style: PIL transforms in 2 DataLoader workers, NCHW fp32 (as the seed trained)
+    model = Net().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def seed_step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        optimizer.zero_grad()
+        F.nll_loss(model(x), y).backward()
+        optimizer.step()
+
+    loader = seed_style_loader(args.data_dir, bs, workers=2)
+    batches = (b for _, b in zip(range(n + warmup), loader, strict=False))
+    results["seed-style pipeline"] = images_per_second(seed_step, batches, bs, device, warmup)
+    del loader
+
+    # (b) bare step on ready tensors: the same batch, over and over; our precision and memory layout
+    model = Net().to(device, memory_format=torch.channels_last)
+    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    x = utils.normalize(data.train_images[:bs]).contiguous(memory_format=torch.channels_last)
+    y = data.train_labels[:bs]
+
+    def bare_step(_: object) -> None:
+        with utils.autocast(device, amp_dtype):
+            loss = F.nll_loss(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    results["bare fwd+bwd step"] = images_per_second(bare_step, range(n + warmup), bs, device, warmup)
+
+    # (c) ours: utils.train over the device loader (indexing, augmentation, normalization, OneCycle)
+    model = Net().to(device, memory_format=torch.channels_last)
+    optimizer = utils.make_optimizer(model, "sgd", 0.05, weight_decay=5e-4)
+    images, labels = data.train_images[: n * bs], data.train_labels[: n * bs]
+    loader = utils.DeviceLoader(images, labels, bs, shuffle=True, augment=utils.Augment(), seed=0)
+    scheduler = utils.make_scheduler("onecycle", optimizer, 1, len(loader))[0] if len(loader) >= 10 else None
+    warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=utils.Augment())
+    utils.train(model, warmup_loader, optimizer, 1, progress=False)
+    sync(device)
+    start = time.perf_counter()
+    totals = utils.train(model, loader, optimizer, 1, scheduler, amp_dtype, progress=False)
+    sync(device)
+    results["our training step"] = totals.seen / (time.perf_counter() - start)
+    return results
+
+
+def time_to(history: utils.History, target: float) -> float | None:
+    """Training seconds until the test accuracy first reached ``target`` percent (None if never)."""
+    total = 0.0
+    for acc, seconds in zip(history.test_acc, history.seconds, strict=True):
+        total += seconds
+        if acc >= target:
+            return total
+    return None
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def run_recipe(args: argparse.Namespace, seed: int, extra: list[str]) -> tuple[str, utils.History]:
+    """One logged train.py run; returns its run id and History (read back from its CSV)."""
+    argv = ["--seed", str(seed), "--data-dir", args.data_dir, "--log-dir", args.log_dir, "--device", args.device,
+            "--no-save-model", "--no-progress", "--name", f"bench-seed{seed}", *extra]
+    before = set(Path(args.log_dir).glob("*.csv"))
+    if train_cli.main(argv) != 0:
+        raise SystemExit(f"train.py {' '.join(argv)} failed")
+    (csv_path,) = set(Path(args.log_dir).glob("*.csv")) - before
+    return csv_path.stem, utils.load_history(csv_path)
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> str:
+    """The markdown report: throughput table, per-run table, and the targets' summary."""
+    bare, ours, seed = speed["bare fwd+bwd step"], speed["our training step"], speed["seed-style pipeline"]
+    lines = [
+        f"## Benchmark {started:%Y-%m-%d %H:%M} ({'quick' if args.quick else 'full'})",
+        "",
+        f"- Machine: **{machine_name(device)}** ({device.type}); torch {torch.__version__}; "
+        f"training precision: {str(amp_dtype).replace('torch.', '') if amp_dtype else 'fp32'}, channels_last; "
+        f"batch size {args.batch_size}",
+        f"- Command: `python bench.py {' '.join(sys.argv[1:])}`".rstrip(),
+        "",
+        "| pipeline | img/s |",
+        "|---|---:|",
+        *(f"| {name} | {value:,.0f} |" for name, value in speed.items()),
+        f"| ours ÷ bare step | {ours / bare:.2f} |",
+        f"| ours ÷ seed-style | {ours / seed:.2f} |",
+        "",
+    ]
+    if runs:
+        epochs = max(len(h) for _, h in runs)
+        lines += [
+            "| run (logs/…csv) | " + " | ".join(f"ep {e}" for e in range(1, epochs + 1))
+            + " | final | s to 99.0% | train s |",
+            "|---|" + "---:|" * (epochs + 3),
+        ]
+        for run_id, h in runs:
+            t99 = time_to(h, 99.0)
+            lines.append(f"| `{run_id}` | " + " | ".join(f"{a:.2f}" for a in h.test_acc)
+                         + f" | {h.test_acc[-1]:.2f} | {f'{t99:.1f}' if t99 else '—'} | {sum(h.seconds):.1f} |")
+        finals = [h.test_acc[-1] for _, h in runs]
+        t99s = [t for _, h in runs if (t := time_to(h, 99.0)) is not None]
+        lines += [
+            "",
+            f"- Median final test accuracy ({len(runs)} seeds, full {runs[0][1].test_total[-1]:,}-image test set): "
+            f"**{median(finals):.2f}%** (min {min(finals):.2f}, max {max(finals):.2f})",
+            f"- Median training seconds to 99.0%: **{median(t99s):.1f} s**" if len(t99s) == len(runs)
+            else f"- 99.0% reached in {len(t99s)} of {len(runs)} runs",
+            f"- Peak memory: {peak_memory_mb(device):,.0f} MB "
+            f"({'GPU allocated' if device.type == 'cuda' else 'process RSS'})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, report: str) -> None:
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        head, rest = text.split(README_START, 1)
+        tail = rest.split(README_END, 1)[1]
+        readme.write_text(f"{head}{README_START}\n{report}{README_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a few steps and one tiny run: proves it works")
+    p.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="none: throughput only")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
+    p.add_argument("--batch-size", type=int, default=train_cli.RECIPES["default"]["batch_size"])
+    p.add_argument("--steps", type=int, default=60, help="timed steps per throughput measurement")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--log-dir", default="logs")
+    p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
+    p.add_argument("--readme", default="README.md", help="update this README's benchmark section (full runs only)")
+    p.add_argument("train_args", nargs="*", help="extra train.py flags after --, e.g. -- --epochs 1")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.steps, args.warmup = args.seeds[:1], min(args.steps, 3), 1
+    started = datetime.now()
+    device = utils.pick_device(args.device)
+    amp_dtype = utils.autocast_dtype(device, args.amp)
+    md5s = None if args.no_verify else utils.MNIST_MD5
+    data = utils.load_mnist(args.data_dir, device, md5s=md5s)
+    print(f"Throughput on {machine_name(device)} ({device}), batch {args.batch_size} ...", flush=True)
+    speed = measure_throughput(data, args, device, amp_dtype)
+    for name, value in speed.items():
+        print(f"  {name}: {value:,.0f} img/s", flush=True)
+    extra = ["--amp", args.amp, *(["--no-verify"] if args.no_verify else []), *args.train_args]
+    if args.quick:
+        extra += ["--dry-run"]
+    runs = [run_recipe(args, seed, extra) for seed in args.seeds]
+    report = format_report(args, device, amp_dtype, speed, runs, started)
+    out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.md"
+    out.write_text(report)
+    print(report)
+    print(f"Report: {out}")
+    if not args.quick and Path(args.readme).is_file():
+        update_readme(Path(args.readme), report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
