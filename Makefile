@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data train test lint bench bench-quick report clean-venv
+.PHONY: setup data train test lint bench bench-quick report notebook clean-venv
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ bench-quick: setup
 
 report: setup
 	$(PY) report.py $(ARGS)
+
+# Execute S5.ipynb top to bottom in place (trains the default recipe on the full MNIST), then `make report`.
+notebook: setup
+	$(PY) -c "import nbformat, nbclient; nb = nbformat.read('S5.ipynb', 4); \
+	nbclient.NotebookClient(nb, timeout=None, kernel_name='python3').execute(); nbformat.write(nb, 'S5.ipynb')"
 
 clean-venv:
 	rm -rf $(VENV)

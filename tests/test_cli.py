@@ -116,3 +116,36 @@ def test_resume_refuses_a_foreign_checkpoint(cli_mnist: Path, tmp_path: Path) ->
     proc = run_train(tmp_path, cli_mnist, "--resume", str(tmp_path / "foreign.pt"), "--dry-run", check=False)
     assert proc.returncode != 0
     assert "foreign.pt was made for a different architecture than Net" in proc.stderr
+
+
+def test_report_regenerates_readme_blocks_and_images_from_a_run(
+    cli_mnist: Path, tmp_path: Path, reference_run: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    blocks = "".join(f"<!-- {b}:start -->\nold\n<!-- {b}:end -->\n" for b in ("summary", "rf", "results"))
+    readme.write_text("# Title\n" + blocks + "tail\n")
+    run_dir = reference_run.parent.parent
+    cmd = [sys.executable, str(ROOT / "report.py"), "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
+           str(run_dir / "ckpt"), "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"),
+           "--readme", str(readme)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# Title\n") and text.endswith("tail\n")
+    last = utils.load_history(reference_run)
+    assert f"**Final test accuracy: {last.test_acc[-1]:.2f}%**" in text
+    assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
+    assert "Accuracy of 0 - zero :" in text
+    assert len(list((tmp_path / "images").glob("*.png"))) == 7
+
+
+def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "bench.py"), "--quick", "--data-dir", str(cli_mnist), "--no-verify",
+           "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = only(tmp_path / "logs", "bench-*-quick.md").read_text()
+    for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |", "| ours ÷ bare step |",
+                "| ours ÷ seed-style |", "Median final test accuracy", "Peak memory"):
+        assert row in report, row
+    assert len(list((tmp_path / "logs").glob("*bench-seed1*.csv"))) == 1  # the accuracy comes from a logged run
