@@ -149,3 +149,29 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path) -
                 "| ours ÷ seed-style |", "Median final test accuracy", "Peak memory"):
         assert row in report, row
     assert len(list((tmp_path / "logs").glob("*bench-seed1*.csv"))) == 1  # the accuracy comes from a logged run
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    import train
+
+    calls = []
+    real = utils.smoothed_nll
+
+    def nan_in_epoch_two(log_probs, target, smoothing=0.0):
+        calls.append(1)
+        loss = real(log_probs, target, smoothing)
+        return loss * float("nan") if len(calls) == 32 + 5 else loss  # epoch 1 has 32 batches
+
+    monkeypatch.setattr(utils, "smoothed_nll", nan_in_epoch_two)
+    status, files = train.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
+                               "--epochs", "3", "--log-dir", str(tmp_path / "logs"),
+                               "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 1
+    log = files.log.read_text()
+    assert "the training loss became NaN/inf at epoch 2, batch 4" in log
+    assert f"Last good checkpoint: {files.checkpoint}" in log
+    state = utils.load_checkpoint(files.checkpoint)
+    assert state["epoch"] == 1  # written after epoch 1, not overwritten by the diverged epoch
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert len(utils.load_history(files.csv)) == 1

@@ -184,3 +184,26 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path: Path) -
     assert (tmp_path / "evil.pt").read_bytes() == before
     with pytest.raises(pickle.UnpicklingError):  # the guard is torch's own weights_only loader
         torch.load(tmp_path / "evil.pt", weights_only=True)
+
+
+def test_a_crash_while_saving_never_leaves_a_half_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    path = utils.save_checkpoint(tmp_path / "run.pt", Net(), epoch=1)
+    before = path.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        utils.save_checkpoint(path, Net(), epoch=2)
+    assert path.read_bytes() == before  # the previous checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # and no temporary file is left
+
+
+def test_concurrent_runs_get_distinct_files(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        runs = list(pool.map(lambda _: utils.new_run(tmp_path / "logs", tmp_path / "ckpt"), range(16)))
+    assert len({r.run_id for r in runs}) == 16 and len(list((tmp_path / "logs").glob("*.log"))) == 16
