@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they also render in saved notebooks
 
 # --------------------------------------------------------------------------------------------------
 # Data: the four MNIST files, where they come from, and how they are checked
@@ -293,11 +293,11 @@ def load_mnist(
     test_x, test_y = read_mnist_split(raw_dir, "t10k", md5s)
     if not 0 <= val_size < len(train_x):
         raise ValueError(f"val_size must be in [0, {len(train_x)}), got {val_size}")
-    data = MnistData(train_x, train_y, test_x, test_y)
-    if val_size:
-        data = MnistData(train_x[:-val_size], train_y[:-val_size], test_x, test_y,
-                         train_x[-val_size:], train_y[-val_size:])
-    return MnistData(*(t.to(device) if t is not None else None for t in (getattr(data, f.name) for f in fields(data))))
+    n_train = len(train_x) - val_size
+    train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
+    if not val_size:
+        return MnistData(train_x, train_y, test_x, test_y)
+    return MnistData(train_x[:n_train], train_y[:n_train], test_x, test_y, train_x[n_train:], train_y[n_train:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -840,7 +840,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "Unsupported global" in str(exc):  # a class or function: the kind of pickle that runs code
             raise CheckpointError(
                 f"{path} was refused: it holds objects other than tensors and plain data, and loading it "
                 "could run code. Only load checkpoints you trust, made by train.py."

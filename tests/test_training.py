@@ -207,3 +207,9 @@ def test_concurrent_runs_get_distinct_files(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         runs = list(pool.map(lambda _: utils.new_run(tmp_path / "logs", tmp_path / "ckpt"), range(16)))
     assert len({r.run_id for r in runs}) == 16 and len(list((tmp_path / "logs").glob("*.log"))) == 16
+
+
+def test_an_image_given_as_checkpoint_is_not_called_dangerous(tmp_path: Path) -> None:
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(utils.CheckpointError, match=r"digit\.png is not a readable checkpoint"):
+        utils.load_checkpoint(tmp_path / "digit.png")
