@@ -17,11 +17,13 @@ from model import Net
 
 # Settings that shape training. `default` is tuned on a validation split (--val 10000), never on test.
 RECIPES = {
-    "default": dict(epochs=5, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
-                    scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.0, degrees=15.0,
-                    crop_p=0.1, translate=0.0, scale_min=1.0, scale_max=1.0),
-    # One epoch: the fastest path to 99%.
-    "fast": dict(epochs=1, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
+    # AdamW + OneCycle, batch 64, label smoothing, the seed's rotation/crop plus mild shift and zoom.
+    # Chosen on a validation split (--val 10000, seed 1; see README "Training"), never on the test set.
+    "default": dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
+                    scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0,
+                    crop_p=0.1, translate=0.08, scale_min=0.9, scale_max=1.1),
+    # One epoch: the fastest path to 99% (the seed's augmentation only).
+    "fast": dict(epochs=1, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                  scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0,
                  crop_p=0.1, translate=0.0, scale_min=1.0, scale_max=1.0),
     # The seed: batch 1024, SGD 0.01 momentum 0.9, StepLR(step_size=2, gamma=0.1), its augmentation.

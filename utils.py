@@ -536,7 +536,7 @@ def train(
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=device)  # float32: MPS has no float64
     correct = torch.zeros((), device=device, dtype=torch.int64)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
     n_batches = len(loader)
