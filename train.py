@@ -97,7 +97,8 @@ def run(argv: list[str] | None = None) -> tuple[int, utils.RunFiles]:
     device = utils.pick_device(args.device)
     amp_dtype = utils.autocast_dtype(device, args.amp)
     utils.seed_everything(args.seed)
-    files = utils.new_run(args.log_dir, args.checkpoint_dir, "-".join(filter(None, [args.name, args.dry_run and "dry-run"])))
+    name = "-".join(filter(None, [args.name, args.dry_run and "dry-run"]))
+    files = utils.new_run(args.log_dir, args.checkpoint_dir, name)
     with utils.RunLog(files.log) as log:
         log(f"Run {files.run_id}: python train.py {' '.join(sys.argv[1:] if argv is None else argv)}")
         log("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
