@@ -204,7 +204,8 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
         t99s = [time_to(h, 99.0) for _, h, _ in recipe_runs]
         summary[recipe] = (median(finals), median([t if t is not None else math.inf for t in t99s]), epochs,
                            median([sum(h.seconds) / len(h) for _, h, _ in recipe_runs]))
-        lines += ["", f"Median of {len(recipe_runs)} seeds: final **{median(finals):.2f}%** (min {min(finals):.2f}, "
+        seeds = f"{len(recipe_runs)} seed{'s' if len(recipe_runs) > 1 else ''}"
+        lines += ["", f"Median over {seeds}: final **{median(finals):.2f}%** (min {min(finals):.2f}, "
                       f"max {max(finals):.2f}); time to 99.0%: "
                       + (f"**{summary[recipe][1]:.1f} s**" if summary[recipe][1] < math.inf else "not reached")
                       + f"; {summary[recipe][3]:.1f} s per epoch.", ""]

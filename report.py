@@ -2,6 +2,7 @@
 
     python report.py                   # the newest finished run in logs/ that has a checkpoint
     python report.py --run 20261124-101500
+    python report.py --notebook S5.ipynb   # first run the notebook (it trains), then report on its run
 
 Nothing is typed by hand: the tables come from torchsummary, the receptive-field walk, the run's CSV, and the
 run's checkpoint evaluated again on the full 10k test set (which must reproduce the logged accuracy).
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from torchsummary import summary
 
+import train
 import utils
 from model import Net
 
@@ -41,8 +43,32 @@ def replace_block(text: str, name: str, content: str) -> str:
     return f"{head}{start}\n{content.rstrip()}\n{end}{rest.split(end, 1)[1]}"
 
 
+def execute_notebook(path: Path) -> None:
+    """Run a notebook top to bottom and save it with its outputs; of tqdm's carriage-return updates only
+    what a terminal would finally show is kept."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        merged = []
+        for output in cell.get("outputs", []):
+            if merged and output.output_type == merged[-1].output_type == "stream" and output.name == merged[-1].name:
+                merged[-1].text += output.text
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.output_type == "stream":
+                output.text = "\n".join(line.rsplit("\r", 1)[-1] for line in output.text.split("\n"))
+        if "outputs" in cell:
+            cell.outputs = merged
+    nbformat.write(nb, path)
+
+
 def epoch_table(history: utils.History) -> str:
-    lines = ["| epoch | learning rate | train loss | train acc (%) | test loss | test acc (%) | correct | train s |",
+    lines = ["| epoch | lr at start | train loss | train acc (%) | test loss | test acc (%) | correct | train s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in history.rows():
         lines.append(f"| {r['epoch']} | {r['lr']:.4g} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
@@ -60,21 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", default="images")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
+    p.add_argument("--notebook", type=Path, help="execute this notebook in place first, then report on its run")
     args = p.parse_args(argv)
+    if args.notebook:
+        execute_notebook(args.notebook)
     log_dir, checkpoint_dir, images = Path(args.log_dir), Path(args.checkpoint_dir), Path(args.images)
     run_id = find_run(log_dir, checkpoint_dir, args.run)
     history = utils.load_history(log_dir / f"{run_id}.csv")
     command = (log_dir / f"{run_id}.log").read_text().splitlines()[0].split(": ", 2)[-1]
 
     data = utils.load_mnist(args.data_dir, md5s=None if args.no_verify else utils.MNIST_MD5)
-    model = utils.load_trained_net(checkpoint_dir / f"{run_id}.pt")
+    checkpoint = utils.load_checkpoint(checkpoint_dir / f"{run_id}.pt")
+    model = utils.load_model_state(Net(), checkpoint, checkpoint_dir / f"{run_id}.pt").eval()
     result = utils.test(model, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
     if (result.correct, result.total) != (history.test_correct[-1], history.test_total[-1]):
         raise SystemExit(f"checkpoint gives {result.correct}/{result.total}, the log says "
                          f"{history.test_correct[-1]}/{history.test_total[-1]}: not the same run?")
 
     utils.plot_samples(data.train_images, data.train_labels, save=images / "samples.png")
-    utils.plot_augmentation(data.train_images, utils.Augment(), save=images / "augmentation.png")
+    utils.plot_augmentation(data.train_images, train.make_augment(checkpoint["args"]), save=images / "augmentation.png")
     utils.plot_metrics(history, save=images / "metric_plot.png")
     utils.plot_predictions(data.test_images, result, save=images / "predictions.png")
     utils.plot_misclassified(data.test_images, result, save=images / "misclassified.png")

@@ -35,6 +35,13 @@ RECIPES = {
 TRAINING_KEYS = (*RECIPES["default"], "recipe", "seed", "amp", "val", "test_batch_size", "nesterov")
 
 
+def make_augment(settings: dict | argparse.Namespace) -> utils.Augment:
+    """The augmentation a recipe (a RECIPES entry) or parsed flags ask for."""
+    s = vars(settings) if isinstance(settings, argparse.Namespace) else settings
+    return utils.Augment(degrees=s["degrees"], crop_p=s["crop_p"], translate=s["translate"],
+                         scale=(s["scale_min"], s["scale_max"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
@@ -117,10 +124,8 @@ def run(argv: list[str] | None = None) -> tuple[int, utils.RunFiles]:
             eval_images, eval_labels = eval_images[: args.test_batch_size], eval_labels[: args.test_batch_size]
         log(f"Train images: {len(train_images)}, {eval_name.lower()} images: {len(eval_images)}")
 
-        augment = utils.Augment(degrees=args.degrees, crop_p=args.crop_p, translate=args.translate,
-                                scale=(args.scale_min, args.scale_max))
         train_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True,
-                                          augment=augment, seed=args.seed)
+                                          augment=make_augment(args), seed=args.seed)
         eval_loader = utils.DeviceLoader(eval_images, eval_labels, args.test_batch_size)
 
         model = Net().to(device, memory_format=torch.channels_last)

@@ -146,9 +146,9 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = only(tmp_path / "logs", "bench-*-quick.md").read_text()
     for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |", "| ours ÷ bare step |",
-                "| ours ÷ seed-style |", "Median final test accuracy", "Peak memory"):
+                "| ours ÷ seed-style |", "Median over 1 seed: final", "process peak RSS MB"):
         assert row in report, row
-    assert len(list((tmp_path / "logs").glob("*bench-seed1*.csv"))) == 1  # the accuracy comes from a logged run
+    assert len(list((tmp_path / "logs").glob("*bench-default-seed1*.csv"))) == 1  # accuracy from a logged run
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
