@@ -86,9 +86,16 @@ def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: 
     results["seed-style pipeline"] = images_per_second(seed_step, batches, bs, device, warmup)
     del loader
 
-    # (b) bare step on ready tensors: the same batch, over and over; our precision and memory layout
-    model = Net().to(device, memory_format=torch.channels_last)
-    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    # (b) bare step on ready tensors: the same batch, over and over; the default recipe's optimizer, our
+    # precision and memory layout
+    recipe = train_cli.RECIPES["default"]
+
+    def recipe_model_and_optimizer() -> tuple[Net, torch.optim.Optimizer]:
+        model = Net().to(device, memory_format=torch.channels_last)
+        return model, utils.make_optimizer(model, recipe["optimizer"], recipe["lr"], recipe["momentum"],
+                                           recipe["weight_decay"])
+
+    model, optimizer = recipe_model_and_optimizer()
     x = utils.normalize(data.train_images[:bs]).contiguous(memory_format=torch.channels_last)
     y = data.train_labels[:bs]
 
@@ -101,17 +108,19 @@ def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: 
 
     results["bare fwd+bwd step"] = images_per_second(bare_step, range(n + warmup), bs, device, warmup)
 
-    # (c) ours: utils.train over the device loader (indexing, augmentation, normalization, OneCycle)
-    model = Net().to(device, memory_format=torch.channels_last)
-    optimizer = utils.make_optimizer(model, "sgd", 0.05, weight_decay=5e-4)
-    images, labels = data.train_images[: n * bs], data.train_labels[: n * bs]
-    loader = utils.DeviceLoader(images, labels, bs, shuffle=True, augment=utils.Augment(), seed=0)
-    scheduler = utils.make_scheduler("onecycle", optimizer, 1, len(loader))[0] if len(loader) >= 10 else None
-    warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=utils.Augment())
-    utils.train(model, warmup_loader, optimizer, 1, progress=False)
+    # (c) ours: utils.train over the device loader with the default recipe (indexing, augmentation,
+    # normalization, label smoothing, OneCycle)
+    model, optimizer = recipe_model_and_optimizer()
+    augment = train_cli.make_augment(recipe)
+    images, labels = data.train_images[: (n + warmup) * bs], data.train_labels[: (n + warmup) * bs]
+    warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=augment)
+    utils.train(model, warmup_loader, optimizer, 1, None, amp_dtype, recipe["label_smoothing"], progress=False)
+    timed = utils.DeviceLoader(images[warmup * bs :], labels[warmup * bs :], bs, shuffle=True, augment=augment)
+    scheduler = utils.make_scheduler("onecycle", optimizer, 1, len(timed))[0] if len(timed) >= 10 else None
     sync(device)
     start = time.perf_counter()
-    totals = utils.train(model, loader, optimizer, 1, scheduler, amp_dtype, progress=False)
+    totals = utils.train(model, timed, optimizer, 1, scheduler, amp_dtype, recipe["label_smoothing"],
+                         progress=False)
     sync(device)
     results["our training step"] = totals.seen / (time.perf_counter() - start)
     return results
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     p.add_argument("--batch-size", type=int, default=train_cli.RECIPES["default"]["batch_size"])
-    p.add_argument("--steps", type=int, default=60, help="timed steps per throughput measurement")
+    p.add_argument("--steps", type=int, default=100, help="timed steps per throughput measurement")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--data-dir", default="data")
     p.add_argument("--log-dir", default="logs")
