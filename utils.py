@@ -450,14 +450,14 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``amp`` in {auto, off, bf16, fp16}: ``auto`` is bf16 on CUDA GPUs and
-    CPUs that support it natively, off elsewhere."""
+    """The autocast dtype for ``amp`` in {auto, off, bf16, fp16}: ``auto`` is bf16 where the hardware has
+    it natively (CUDA compute capability 8.0+, CPUs with AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
     if amp == "off":
         return None
     if amp in ("bf16", "fp16"):
         return torch.bfloat16 if amp == "bf16" else torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else None
     if device.type == "cpu" and _cpu_has_native_bf16():
         return torch.bfloat16
     return None
@@ -542,14 +542,16 @@ def train(
     n_batches = len(loader)
     display_every = max(1, n_batches // 20)
     log_every = max(1, math.ceil(n_batches / 4))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # fp16 gradients underflow
     bar = tqdm(total=n_batches, initial=totals.batches, disable=not progress, dynamic_ncols=True, leave=True)
     for batch_id, (data, target) in enumerate(loader.batches(epoch, totals.batches), start=totals.batches):
         with autocast(device, amp_dtype):
             output = model(data)
             loss = smoothed_nll(output.float(), target, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler is not None:
             scheduler.step()
         loss_sum += loss.detach() * len(target)
