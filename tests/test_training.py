@@ -213,3 +213,18 @@ def test_an_image_given_as_checkpoint_is_not_called_dangerous(tmp_path: Path) ->
     (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     with pytest.raises(utils.CheckpointError, match=r"digit\.png is not a readable checkpoint"):
         utils.load_checkpoint(tmp_path / "digit.png")
+
+
+def test_fp16_training_uses_a_gradient_scaler_and_stays_finite() -> None:
+    torch.manual_seed(0)
+    model, loader = Net(), tiny_loader(64, batch_size=32, shuffle=True)
+    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    totals = utils.train(model, loader, optimizer, 1, amp_dtype=torch.float16, progress=False)
+    assert totals.batches == 2 and torch.isfinite(torch.tensor(totals.loss))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_auto_precision() -> None:
+    assert utils.autocast_dtype(torch.device("cpu"), "off") is None
+    assert utils.autocast_dtype(torch.device("cpu"), "fp16") is torch.float16
+    assert utils.autocast_dtype(torch.device("cpu"), "auto") in (torch.bfloat16, None)
