@@ -150,7 +150,7 @@ def to_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
                 f"float images must be in [0, 1] (white ink on black), got values {float(x.min()):.3g}.."
                 f"{float(x.max()):.3g}; pass uint8 0..255, or divide by 255 (do not normalize first)"
             )
-        return ((x.float() - utils.MNIST_MEAN) / utils.MNIST_STD).unsqueeze(1)
+        return utils.normalize(x)
     raise ValueError(f"images must be uint8 (0..255) or float (0..1), got {x.dtype}")
 
 

@@ -367,9 +367,11 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     return affine_warp(images, angles, zooms, shifts, aug.mode)
 
 
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with MNIST's mean/std."""
-    x = images_uint8.reshape(-1, 1, 28, 28).float().div_(255)
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with
+    MNIST's mean/std."""
+    x = images.reshape(-1, 1, 28, 28).float()
+    x = x.div_(255) if images.dtype == torch.uint8 else x.clone()
     return x.sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
