@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data train test lint bench bench-quick report notebook clean-venv
+.PHONY: setup data train test lint bench bench-quick report notebook colab-zip clean-venv
+# What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
+COLAB_FILES := model.py mnist.py checkpoint.py utils.py explain.py train.py report.py
 
 setup: $(VENV)/.installed
 
@@ -23,7 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 data: setup
-	$(PY) -c "import utils; utils.fetch_mnist('data')"
+	$(PY) -c "import mnist; mnist.fetch_mnist('data')"
 
 train: setup
 	$(PY) train.py $(ARGS)
@@ -47,6 +49,11 @@ report: setup
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
 notebook: setup
 	$(PY) report.py --notebook S5.ipynb $(ARGS)
+
+# One file to upload to Colab next to S5.ipynb: the committed modules (git archive: no data, no checkpoints).
+colab-zip:
+	git archive --format=zip -o s5-colab.zip HEAD $(COLAB_FILES)
+	@echo "s5-colab.zip: upload it with Colab's Files pane next to S5.ipynb, then run the set-up cell"
 
 clean-venv:
 	rm -rf $(VENV)

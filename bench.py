@@ -26,9 +26,8 @@ import torch.nn.functional as F
 
 import train as train_cli
 import utils
+from mnist import MNIST_MD5, MNIST_MEAN, MNIST_STD, MnistData, load_mnist, normalize
 from model import Net
-
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def seed_style_loader(data_dir: str, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
@@ -40,7 +39,7 @@ def seed_style_loader(data_dir: str, batch_size: int, workers: int) -> torch.uti
         transforms.Resize((28, 28)),
         transforms.RandomRotation((-15.0, 15.0), fill=0),
         transforms.ToTensor(),
-        transforms.Normalize((utils.MNIST_MEAN,), (utils.MNIST_STD,)),
+        transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
     ])
     dataset = datasets.MNIST(data_dir, train=True, download=False, transform=transform)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
@@ -65,7 +64,7 @@ def images_per_second(step, batches, batch_size: int, device: torch.device, warm
     return count * batch_size / (time.perf_counter() - start)
 
 
-def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: torch.device,
+def measure_throughput(data: MnistData, args: argparse.Namespace, device: torch.device,
                        amp_dtype: torch.dtype | None) -> dict[str, float]:
     """img/s of (a) the seed-style pipeline, (b) a bare step on ready tensors, (c) our training step."""
     bs, n, warmup = args.batch_size, args.steps, args.warmup
@@ -92,11 +91,11 @@ def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: 
 
     def recipe_model_and_optimizer() -> tuple[Net, torch.optim.Optimizer]:
         model = Net().to(device, memory_format=torch.channels_last)
-        return model, utils.make_optimizer(model, recipe["optimizer"], recipe["lr"], recipe["momentum"],
-                                           recipe["weight_decay"])
+        return model, utils.make_optimizer(model, recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
+                                           weight_decay=recipe["weight_decay"])
 
     model, optimizer = recipe_model_and_optimizer()
-    x = utils.normalize(data.train_images[:bs]).contiguous(memory_format=torch.channels_last)
+    x = normalize(data.train_images[:bs]).contiguous(memory_format=torch.channels_last)
     y = data.train_labels[:bs]
 
     def bare_step(_: object) -> None:
@@ -111,16 +110,17 @@ def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: 
     # (c) ours: utils.train over the device loader with the default recipe (indexing, augmentation,
     # normalization, label smoothing, OneCycle)
     model, optimizer = recipe_model_and_optimizer()
-    augment = train_cli.make_augment(recipe)
+    augment = utils.Augment.from_settings(recipe)
     images, labels = data.train_images[: (n + warmup) * bs], data.train_labels[: (n + warmup) * bs]
     warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=augment)
-    utils.train(model, warmup_loader, optimizer, 1, None, amp_dtype, recipe["label_smoothing"], progress=False)
+    utils.train(model, warmup_loader, optimizer, epoch=1, amp_dtype=amp_dtype,
+                label_smoothing=recipe["label_smoothing"], progress=False)
     timed = utils.DeviceLoader(images[warmup * bs :], labels[warmup * bs :], bs, shuffle=True, augment=augment)
-    scheduler = utils.make_scheduler("onecycle", optimizer, 1, len(timed))[0] if len(timed) >= 10 else None
+    schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=len(timed))
     sync(device)
     start = time.perf_counter()
-    totals = utils.train(model, timed, optimizer, 1, scheduler, amp_dtype, recipe["label_smoothing"],
-                         progress=False)
+    totals = utils.train(model, timed, optimizer, epoch=1, schedule=schedule, amp_dtype=amp_dtype,
+                         label_smoothing=recipe["label_smoothing"], progress=False)
     sync(device)
     results["our training step"] = totals.seen / (time.perf_counter() - start)
     return results
@@ -129,7 +129,7 @@ def measure_throughput(data: utils.MnistData, args: argparse.Namespace, device: 
 def time_to(history: utils.History, target: float) -> float | None:
     """Training seconds until the test accuracy first reached ``target`` percent (None if never)."""
     total = 0.0
-    for acc, seconds in zip(history.test_acc, history.seconds, strict=True):
+    for acc, seconds in zip(history.eval_acc, history.seconds, strict=True):
         total += seconds
         if acc >= target:
             return total
@@ -149,7 +149,7 @@ def run_recipe(args: argparse.Namespace, recipe: str, seed: int, extra: list[str
     device = utils.pick_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    status, files = train_cli.run(argv)
+    status, files = train_cli.run(argv, kind="bench")
     if status != 0:
         raise SystemExit(f"train.py {' '.join(argv)} failed with status {status}; see {files.log}")
     return files.run_id, utils.load_history(files.csv), peak_memory_mb(device)
@@ -206,10 +206,10 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
         ]
         for run_id, h, peak in recipe_runs:
             t99 = time_to(h, 99.0)
-            lines.append(f"| `{run_id}` | " + " | ".join(f"{a:.2f}" for a in h.test_acc)
-                         + f" | {h.test_acc[-1]:.2f} | {f'{t99:.1f}' if t99 else '—'} | {sum(h.seconds):.1f} "
+            lines.append(f"| `{run_id}` | " + " | ".join(f"{a:.2f}" for a in h.eval_acc)
+                         + f" | {h.eval_acc[-1]:.2f} | {f'{t99:.1f}' if t99 else '—'} | {sum(h.seconds):.1f} "
                          f"| {peak:,.0f} |")
-        finals = [h.test_acc[-1] for _, h, _ in recipe_runs]
+        finals = [h.eval_acc[-1] for _, h, _ in recipe_runs]
         t99s = [time_to(h, 99.0) for _, h, _ in recipe_runs]
         summary[recipe] = (median(finals), median([t if t is not None else math.inf for t in t99s]), epochs,
                            median([sum(h.seconds) / len(h) for _, h, _ in recipe_runs]))
@@ -239,14 +239,6 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, report: str) -> None:
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        tail = rest.split(README_END, 1)[1]
-        readme.write_text(f"{head}{README_START}\n{report}{README_END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few steps and one tiny run: proves it works")
@@ -268,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now()
     device = utils.pick_device(args.device)
     amp_dtype = utils.autocast_dtype(device, args.amp)
-    md5s = None if args.no_verify else utils.MNIST_MD5
-    data = utils.load_mnist(args.data_dir, device, md5s=md5s)
+    data = load_mnist(args.data_dir, device, md5s=None if args.no_verify else MNIST_MD5)
     print(f"Throughput on {machine_name(device)} ({device}), batch {args.batch_size} ...", flush=True)
     speed = measure_throughput(data, args, device, amp_dtype)
     for name, value in speed.items():
@@ -285,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     print(f"Report: {out}")
     if not args.quick and Path(args.readme).is_file():
-        update_readme(Path(args.readme), report)
+        utils.update_readme_block(args.readme, "bench", report)
     return 0
 
 

@@ -4,8 +4,9 @@
 
 Each image is made to look like an MNIST digit (see ``preprocess``), then classified. From Python:
 
-    import predict, utils
-    net = utils.load_trained_net("checkpoints/<run-id>.pt")
+    import predict
+    from checkpoint import load_trained_net
+    net = load_trained_net("checkpoints/<run-id>.pt")
     [result] = predict.predict(net, predict.read_image("seven.png"))  # or a (N, 28, 28) uint8 batch
     result.digit, result.probability, result.top3
 
@@ -25,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import utils
+from checkpoint import CheckpointError, load_trained_net, newest_checkpoint
+from mnist import normalize
 
-CHECKPOINT_DIR = Path("checkpoints")
 INK = 50  # after inversion and contrast stretch, a pixel above this (of 255) is ink
 MIN_CONTRAST = 32  # ink must be this much brighter than the background (of 255), else the image is empty
 BOX, SIDE = 20, 28  # as in MNIST: the longer side of the digit is 20 px, centred by mass in 28x28
@@ -44,17 +45,6 @@ class Prediction:
     digit: int
     probability: float
     top3: list[tuple[int, float]]
-
-
-def newest_checkpoint(folder: Path = CHECKPOINT_DIR) -> Path:
-    """The most recently modified ``*.pt`` in ``folder``; ``utils.CheckpointError`` when there is none."""
-    found = [p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith(".")]
-    if not found:
-        raise utils.CheckpointError(
-            f"no checkpoint found: {folder}/ holds no *.pt file. Run `make train` to train one, "
-            "or pass --checkpoint PATH."
-        )
-    return max(found, key=lambda p: p.stat().st_mtime)
 
 
 def load_gray(path: str | Path) -> np.ndarray:
@@ -143,14 +133,14 @@ def to_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
             f"got {tuple(x.shape)}"
         )
     if x.dtype == torch.uint8:
-        return utils.normalize(x)
+        return normalize(x)
     if x.is_floating_point():
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError(
                 f"float images must be in [0, 1] (white ink on black), got values {float(x.min()):.3g}.."
                 f"{float(x.max()):.3g}; pass uint8 0..255, or divide by 255 (do not normalize first)"
             )
-        return utils.normalize(x)
+        return normalize(x)
     raise ValueError(f"images must be uint8 (0..255) or float (0..1), got {x.dtype}")
 
 
@@ -187,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         checkpoint = args.checkpoint or newest_checkpoint()
-        model = utils.load_trained_net(checkpoint)
-    except utils.CheckpointError as exc:
+        model = load_trained_net(checkpoint)
+    except CheckpointError as exc:
         print(f"predict.py: error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint: {checkpoint}", file=sys.stderr)

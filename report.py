@@ -14,33 +14,80 @@ import argparse
 import io
 import sys
 from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.figure import Figure
 from torchsummary import summary
 
-import train
+import explain
 import utils
+from checkpoint import load_checkpoint, load_model_state
+from mnist import MNIST_MD5, MnistData, load_mnist
 from model import Net
 
 
-def find_run(log_dir: Path, checkpoint_dir: Path, run_id: str | None) -> str:
-    """The given run id, or the newest run with a CSV and a checkpoint that is no dry run or benchmark."""
+def find_run(log_dir: Path, checkpoint_dir: Path, run_id: str | None = None) -> str:
+    """The given run id, or the newest finished training run on the test split that has a checkpoint,
+    as its run file (logs/<run-id>.json) records it: benchmarks, tuning runs and dry runs are not picked."""
     if run_id:
         return run_id
-    candidates = [p.stem for p in sorted(log_dir.glob("*.csv"))
-                  if "dry-run" not in p.stem and "bench" not in p.stem and (checkpoint_dir / f"{p.stem}.pt").exists()]
+    candidates = []
+    for info_path in sorted(log_dir.glob("*.json")):
+        info = utils.read_run_info(info_path)
+        run = info.get("run_id", "")
+        if (info.get("kind") == "train" and info.get("split") == "test" and (log_dir / f"{run}.csv").exists()
+                and (checkpoint_dir / f"{run}.pt").exists()):
+            candidates.append(run)
     if not candidates:
-        raise SystemExit(f"no finished run with a checkpoint in {log_dir}/ and {checkpoint_dir}/: run `make train`")
+        raise SystemExit(f"report.py: error: no finished training run with a checkpoint in {log_dir}/ and "
+                         f"{checkpoint_dir}/: run `make train` first")
     return candidates[-1]
 
 
-def replace_block(text: str, name: str, content: str) -> str:
-    """Replace what stands between <!-- name:start --> and <!-- name:end --> in ``text``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"README has no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    return f"{head}{start}\n{content.rstrip()}\n{end}{rest.split(end, 1)[1]}"
+@dataclass
+class RunReport:
+    """A logged run, its checkpoint re-scored on the whole test set, and the pictures drawn from them."""
+
+    run_id: str
+    command: str
+    history: utils.History
+    result: utils.EvalResult
+    figures: dict[str, Figure]
+
+
+def rescore_and_draw(run_id: str, data: MnistData, *, log_dir: str | Path = "logs",
+                     checkpoint_dir: str | Path = "checkpoints", images: str | Path | None = "images") -> RunReport:
+    """Evaluate the run's checkpoint again on all test images, refuse unless it reproduces the logged final
+    accuracy, then draw every picture (saved as images/*.png unless ``images`` is None). The notebook and
+    ``make report`` both call this."""
+    log_dir, checkpoint_dir = Path(log_dir), Path(checkpoint_dir)
+    history = utils.load_history(log_dir / f"{run_id}.csv")
+    if history.split != "test":
+        raise SystemExit(f"report.py: error: run {run_id} was evaluated on a validation split; the README "
+                         "reports test-set runs only")
+    state = load_checkpoint(checkpoint_dir / f"{run_id}.pt")
+    model = load_model_state(Net(), state, checkpoint_dir / f"{run_id}.pt").eval()
+    result = utils.test(model, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
+    if (result.correct, result.total) != (history.eval_correct[-1], history.eval_total[-1]):
+        raise SystemExit(f"report.py: error: checkpoint gives {result.correct}/{result.total}, the log says "
+                         f"{history.eval_correct[-1]}/{history.eval_total[-1]}: not the same run?")
+
+    def save(name: str) -> Path | None:
+        return None if images is None else Path(images) / f"{name}.png"
+
+    figures = {
+        "samples": utils.plot_samples(data.train_images, data.train_labels, save=save("samples")),
+        "augmentation": utils.plot_augmentation(data.train_images, utils.Augment.from_settings(state["args"]),
+                                                save=save("augmentation")),
+        "metric_plot": utils.plot_metrics(history, save=save("metric_plot")),
+        "predictions": utils.plot_predictions(data.test_images, result, save=save("predictions")),
+        "misclassified": utils.plot_misclassified(data.test_images, result, save=save("misclassified")),
+        "per_class": utils.plot_per_class(result, save=save("per_class")),
+        "confusion_matrix": utils.plot_confusion(result, save=save("confusion_matrix")),
+    }
+    command = utils.read_run_info(log_dir / f"{run_id}.json").get("command", "python train.py")
+    return RunReport(run_id, command, history, result, figures)
 
 
 def execute_notebook(path: Path) -> None:
@@ -72,50 +119,16 @@ def epoch_table(history: utils.History) -> str:
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in history.rows():
         lines.append(f"| {r['epoch']} | {r['lr']:.4g} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
-                     f"{r['test_loss']:.4f} | {r['test_acc']:.2f} | {r['test_correct']:,}/{r['test_total']:,} | "
+                     f"{r['eval_loss']:.4f} | {r['eval_acc']:.2f} | {r['eval_correct']:,}/{r['eval_total']:,} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", help="run id (logs/<run>.csv and checkpoints/<run>.pt); default: the newest")
-    p.add_argument("--log-dir", default="logs")
-    p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--images", default="images")
-    p.add_argument("--readme", default="README.md")
-    p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
-    p.add_argument("--notebook", type=Path, help="execute this notebook in place first, then report on its run")
-    args = p.parse_args(argv)
-    if args.notebook:
-        execute_notebook(args.notebook)
-    log_dir, checkpoint_dir, images = Path(args.log_dir), Path(args.checkpoint_dir), Path(args.images)
-    run_id = find_run(log_dir, checkpoint_dir, args.run)
-    history = utils.load_history(log_dir / f"{run_id}.csv")
-    command = (log_dir / f"{run_id}.log").read_text().splitlines()[0].split(": ", 2)[-1]
-
-    data = utils.load_mnist(args.data_dir, md5s=None if args.no_verify else utils.MNIST_MD5)
-    checkpoint = utils.load_checkpoint(checkpoint_dir / f"{run_id}.pt")
-    model = utils.load_model_state(Net(), checkpoint, checkpoint_dir / f"{run_id}.pt").eval()
-    result = utils.test(model, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
-    if (result.correct, result.total) != (history.test_correct[-1], history.test_total[-1]):
-        raise SystemExit(f"checkpoint gives {result.correct}/{result.total}, the log says "
-                         f"{history.test_correct[-1]}/{history.test_total[-1]}: not the same run?")
-
-    utils.plot_samples(data.train_images, data.train_labels, save=images / "samples.png")
-    utils.plot_augmentation(data.train_images, train.make_augment(checkpoint["args"]), save=images / "augmentation.png")
-    utils.plot_metrics(history, save=images / "metric_plot.png")
-    utils.plot_predictions(data.test_images, result, save=images / "predictions.png")
-    utils.plot_misclassified(data.test_images, result, save=images / "misclassified.png")
-    utils.plot_per_class(result, save=images / "per_class.png")
-    utils.plot_confusion(result, save=images / "confusion_matrix.png")
-
-    table = io.StringIO()
-    with redirect_stdout(table):
-        summary(Net(), (1, 28, 28), device="cpu")
-    results = "\n".join([
-        f"Run `{run_id}` (`{command}`), read from `logs/{run_id}.csv` and re-checked by evaluating "
+def results_section(report: RunReport) -> str:
+    """The README's results block: the epoch table, the final figures and the pictures."""
+    history, result, run_id = report.history, report.result, report.run_id
+    return "\n".join([
+        f"Run `{run_id}` (`{report.command}`), read from `logs/{run_id}.csv` and re-checked by evaluating "
         f"`checkpoints/{run_id}.pt` on all {result.total:,} test images.",
         "",
         epoch_table(history),
@@ -149,13 +162,42 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "![Confusion matrix](images/confusion_matrix.png)",
     ])
-    readme = Path(args.readme)
-    text = readme.read_text()
-    text = replace_block(text, "summary", f"```text\n{table.getvalue().rstrip()}\n```")
-    text = replace_block(text, "rf", utils.receptive_field_table(utils.receptive_field(Net())))
-    text = replace_block(text, "results", results)
-    readme.write_text(text)
-    print(f"README.md and {images}/ regenerated from run {run_id}: {result.accuracy:.2f}% test accuracy")
+
+
+def write_readme(readme: Path, report: RunReport) -> None:
+    """Regenerate the README's summary, receptive-field and results blocks."""
+    table = io.StringIO()
+    with redirect_stdout(table):
+        summary(Net(), (1, 28, 28), device="cpu")
+    utils.update_readme_block(readme, "summary", f"```text\n{table.getvalue().rstrip()}\n```")
+    utils.update_readme_block(readme, "rf", explain.receptive_field_table(explain.receptive_field(Net())))
+    utils.update_readme_block(readme, "results", results_section(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="run id (logs/<run>.csv and checkpoints/<run>.pt); default: the newest")
+    p.add_argument("--log-dir", default="logs")
+    p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--images", default="images")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
+    p.add_argument("--notebook", type=Path,
+                   help="execute this notebook in place first (it trains and draws images/), then update the README "
+                        "from its run")
+    args = p.parse_args(argv)
+    if args.notebook:
+        execute_notebook(args.notebook)
+    log_dir, checkpoint_dir = Path(args.log_dir), Path(args.checkpoint_dir)
+    run_id = find_run(log_dir, checkpoint_dir, args.run)
+    data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
+    # after the notebook, its pictures are already drawn from this very run: only the README is left
+    images = None if args.notebook else args.images
+    report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir, images=images)
+    write_readme(Path(args.readme), report)
+    drawn = "" if images is None else f" and {images}/"
+    print(f"{args.readme}{drawn} regenerated from run {run_id}: {report.result.accuracy:.2f}% test accuracy")
     return 0
 
 

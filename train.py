@@ -1,73 +1,107 @@
 """Train the Week 5 Net on MNIST: `python train.py` (or `make train`).
 
 Every knob is a flag; `--recipe seed` restores the original assignment's settings. Each run writes
-logs/<run-id>.log, logs/<run-id>.csv and checkpoints/<run-id>.pt and never touches another run's files.
+logs/<run-id>.log, .csv and .json and checkpoints/<run-id>.pt and never touches another run's files.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
+import shlex
+import signal
 import sys
 import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
+from tqdm import tqdm
 
 import utils
+from checkpoint import CheckpointError, load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
+from mnist import MNIST_MD5, MnistError, load_mnist
 from model import Net
 
-# Settings that shape training. `default` is tuned on a validation split (--val 10000), never on test.
+# The default recipe: AdamW + OneCycle, batch 64, label smoothing, the seed's rotation/crop plus mild shift and
+# zoom. Chosen on a validation split (--val 10000, seed 1; logs/tuning/), never on the test set.
+DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
+               scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
+               translate=0.08, scale_min=0.9, scale_max=1.1)
+SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0)  # rotation and crop only
 RECIPES = {
-    # AdamW + OneCycle, batch 64, label smoothing, the seed's rotation/crop plus mild shift and zoom.
-    # Chosen on a validation split (--val 10000, seed 1; see README "Training"), never on the test set.
-    "default": dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
-                    scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0,
-                    crop_p=0.1, translate=0.08, scale_min=0.9, scale_max=1.1),
+    "default": DEFAULT,
     # One epoch: the fastest path to 99% (the seed's augmentation only).
-    "fast": dict(epochs=1, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
-                 scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0,
-                 crop_p=0.1, translate=0.0, scale_min=1.0, scale_max=1.0),
-    # The seed: batch 1024, SGD 0.01 momentum 0.9, StepLR(step_size=2, gamma=0.1), its augmentation.
-    "seed": dict(epochs=5, batch_size=1024, lr=0.01, momentum=0.9, weight_decay=0.0, optimizer="sgd",
-                 scheduler="step", step_size=2, gamma=0.1, label_smoothing=0.0, degrees=15.0,
-                 crop_p=0.1, translate=0.0, scale_min=1.0, scale_max=1.0),
+    "fast": {**DEFAULT, "epochs": 1, **SEED_AUGMENTATION},
+    # The seed: batch 1024, SGD 0.01 momentum 0.9, StepLR(step_size=2, gamma=0.1), no label smoothing.
+    "seed": {**DEFAULT, "batch_size": 1024, "lr": 0.01, "weight_decay": 0.0, "optimizer": "sgd", "scheduler": "step",
+             "label_smoothing": 0.0, **SEED_AUGMENTATION},
 }
 # On --resume these come from the checkpoint, so the run continues exactly as it started.
-TRAINING_KEYS = (*RECIPES["default"], "recipe", "seed", "amp", "val", "test_batch_size", "nesterov")
+TRAINING_KEYS = (*DEFAULT, "recipe", "seed", "amp", "val", "test_batch_size", "nesterov")
+# On --resume these come from the checkpoint too, unless given again: the data and where the files go.
+FOLDER_KEYS = ("data_dir", "no_verify", "log_dir", "checkpoint_dir")
 
 
-def make_augment(settings: dict | argparse.Namespace) -> utils.Augment:
-    """The augmentation a recipe (a RECIPES entry) or parsed flags ask for."""
-    s = vars(settings) if isinstance(settings, argparse.Namespace) else settings
-    return utils.Augment(degrees=s["degrees"], crop_p=s["crop_p"], translate=s["translate"],
-                         scale=(s["scale_min"], s["scale_max"]))
+def bounded(cast: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``cast`` the text, then require a finite value in [low, high] (open where asked)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'an integer' if cast is int else 'a number'} is needed, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {high:g}, got {text}")
+        return value
+
+    return parse
+
+
+def run_name(text: str) -> str:
+    """``--name``: a short label that is safe in a file name."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"use 1-64 letters, digits, '.', '_' or '-' (not first '.'), got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    positive, count = bounded(int, 1), bounded(int, 0)
+    fraction = bounded(float, 0, 1, high_open=True)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                    help="a named set of defaults for the flags below; explicit flags still win")
-    p.add_argument("--epochs", type=int, help="number of epochs to train")
-    p.add_argument("--batch-size", type=int, help="training batch size")
-    p.add_argument("--test-batch-size", type=int, default=1000, help="evaluation batch size")
-    p.add_argument("--lr", type=float, help="learning rate (the peak of OneCycle)")
-    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument("--epochs", type=positive, help="number of epochs to train")
+    p.add_argument("--batch-size", type=positive, help="training batch size")
+    p.add_argument("--test-batch-size", type=positive, default=1000, help="evaluation batch size")
+    p.add_argument("--lr", type=bounded(float, 0, low_open=True), help="learning rate (the peak of OneCycle)")
+    p.add_argument("--momentum", type=fraction, help="SGD momentum")
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum")
-    p.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    p.add_argument("--weight-decay", type=bounded(float, 0), help="L2 weight decay")
     p.add_argument("--optimizer", choices=("sgd", "adamw"))
     p.add_argument("--scheduler", choices=("step", "onecycle"), help="StepLR per epoch or OneCycleLR per batch")
-    p.add_argument("--step-size", type=int, help="StepLR: epochs between decays")
-    p.add_argument("--gamma", type=float, help="StepLR: decay factor")
-    p.add_argument("--label-smoothing", type=float, help="label smoothing of the NLL loss")
-    p.add_argument("--degrees", type=float, help="augmentation: random rotation range ±degrees")
-    p.add_argument("--crop-p", type=float, help="augmentation: probability of CenterCrop(22) + resize")
-    p.add_argument("--translate", type=float, help="augmentation: random shift, fraction of the image")
-    p.add_argument("--scale-min", type=float, help="augmentation: random zoom lower bound")
-    p.add_argument("--scale-max", type=float, help="augmentation: random zoom upper bound")
-    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same CPU: same numbers)")
+    p.add_argument("--step-size", type=positive, help="StepLR: epochs between decays")
+    p.add_argument("--gamma", type=bounded(float, 0, 1, low_open=True), help="StepLR: decay factor")
+    p.add_argument("--label-smoothing", type=fraction, help="label smoothing of the NLL loss")
+    p.add_argument("--degrees", type=bounded(float, 0, 180), help="augmentation: random rotation range ±degrees")
+    p.add_argument("--crop-p", type=bounded(float, 0, 1), help="augmentation: probability of CenterCrop(22) + resize")
+    p.add_argument("--translate", type=bounded(float, 0, 0.5), help="augmentation: random shift, fraction of the image")
+    p.add_argument("--scale-min", type=bounded(float, 0.25, 4), help="augmentation: random zoom lower bound")
+    p.add_argument("--scale-max", type=bounded(float, 0.25, 4), help="augmentation: random zoom upper bound")
+    p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1,
+                   help="random seed (same seed, same CPU: same numbers)")
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
                    help="mixed precision for training; auto = bf16 where the hardware has it")
-    p.add_argument("--val", type=int, default=0, metavar="N",
+    p.add_argument("--val", type=count, default=0, metavar="N",
                    help="hold out the last N training images and evaluate on them instead of the test set")
     p.add_argument("--data-dir", default="data", help="MNIST lives in <data-dir>/MNIST/raw (torchvision layout)")
     p.add_argument("--no-verify", action="store_true",
@@ -77,112 +111,212 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
                    help="save checkpoints/<run-id>.pt after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="one epoch of two batches: checks the whole pipeline")
+    p.add_argument("--dry-run", action="store_true",
+                   help="one epoch of two batches, no checkpoint: checks the whole pipeline")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the tqdm bars")
-    p.add_argument("--name", default="", help="a label added to the run id")
+    p.add_argument("--name", type=run_name, help="a label added to the run id")
     return p
 
 
+def explicit_flags(argv: list[str] | None) -> set[str]:
+    """The destinations of the flags actually written on the command line (not defaults)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_known_args(argv)[0]))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check every flag; a bad one ends the program with one argparse-style line (exit 2)."""
     parser = build_parser()
     recipe = parser.parse_known_args(argv)[0].recipe
     parser.set_defaults(**RECIPES[recipe])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scale_min > args.scale_max:
+        parser.error(f"--scale-min {args.scale_min:g} is above --scale-max {args.scale_max:g}")
+    if args.resume and args.dry_run:
+        parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches of a fresh Net")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here; use --device auto or cpu")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        parser.error("--device mps: MPS is not available here; use --device auto or cpu")
+    return args
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[Callable[[], bool]]:
+    """Within the block, SIGINT sets a flag instead of raising; yields a function that reads it.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """
+    requested = []
+
+    def handler(signum: int, frame: object) -> None:
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        tqdm.write("Interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to abort)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave SIGINT alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], path: str) -> list[str]:
+    """Take the run's settings from its checkpoint: the training ones always, the folders unless given
+    again. Returns a warning for each flag given now that the resumed run cannot honour."""
+    if state.get("kind") == "weights" or not state.get("args"):
+        raise CheckpointError(f"{path} holds weights only (e.g. torch.save(net.state_dict())): it can be used "
+                              "with predict.py, but a run cannot be resumed from it (no optimizer or schedule)")
+    saved = state["args"]
+    warnings = [f"--{key.replace('_', '-')} {getattr(args, key)} is ignored on --resume: the run continues "
+                f"with its own {key}={saved[key]}"
+                for key in TRAINING_KEYS if key in explicit and key in saved and getattr(args, key) != saved[key]]
+    vars(args).update({k: v for k, v in saved.items() if k in TRAINING_KEYS
+                       or (k in FOLDER_KEYS and k not in explicit)})
+    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: returns the exit status (0 done, 1 diverged, 130 interrupted)."""
-    return run(argv)[0]
+    """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 interrupted)."""
+    try:
+        return run(argv)[0]
+    except (MnistError, CheckpointError, OSError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
 
 
-def run(argv: list[str] | None = None) -> tuple[int, utils.RunFiles]:
-    """Train as the command line would; returns (exit status, the run's files). The notebook calls this."""
+def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, utils.RunFiles | None]:
+    """Train as the command line would; returns (exit status, the run's files). The notebook calls this.
+
+    ``kind`` is recorded in the run's JSON (train, bench, tuning; a --dry-run is always "dry-run")."""
     args = parse_args(argv)
-    resume_state = utils.load_checkpoint(args.resume) if args.resume else None
-    if resume_state is not None:  # continue with the settings the run started with
-        vars(args).update({k: v for k, v in resume_state["args"].items() if k in TRAINING_KEYS})
+    command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
+    warnings = []
+    resume_state = load_checkpoint(args.resume) if args.resume else None
+    if resume_state is not None:
+        load_model_state(Net(), resume_state, args.resume)  # another architecture or NaN weights: stop here
+        warnings = resume_settings(args, resume_state, explicit_flags(argv), args.resume)
+        if resume_state["epoch"] >= args.epochs and not resume_state["partial"]:
+            print(f"Nothing to train: {args.resume} finished all {args.epochs} epochs of its run. To train "
+                  "longer, start a new run with --epochs N.")
+            return 0, None
+    if args.amp == "fp16" and utils.pick_device(args.device).type == "cpu":
+        warnings.append("--amp fp16 on a CPU is emulated and about 40x slower than --amp bf16 or off")
+    if args.dry_run:
+        kind, args.save_model, args.epochs = "dry-run", False, 1
     device = utils.pick_device(args.device)
     amp_dtype = utils.autocast_dtype(device, args.amp)
     utils.seed_everything(args.seed)
-    name = "-".join(filter(None, [args.name, args.dry_run and "dry-run"]))
-    files = utils.new_run(args.log_dir, args.checkpoint_dir, name)
-    with utils.RunLog(files.log) as log:
-        log(f"Run {files.run_id}: python train.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-        log("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
-        log(f"Device: {device}, autocast: {amp_dtype or 'off'}, torch {torch.__version__}, "
-            f"threads {torch.get_num_threads()}")
-        md5s = None if args.no_verify else utils.MNIST_MD5
-        data = utils.load_mnist(args.data_dir, device, val_size=args.val, md5s=md5s, log=log)
-        eval_name = "Validation" if args.val else "Test"
-        eval_images, eval_labels = data.test_images, data.test_labels
-        if args.val:
-            eval_images, eval_labels = data.val_images, data.val_labels
-        train_images, train_labels = data.train_images, data.train_labels
-        if args.dry_run:
-            args.epochs = 1
-            train_images, train_labels = train_images[: 2 * args.batch_size], train_labels[: 2 * args.batch_size]
-            eval_images, eval_labels = eval_images[: args.test_batch_size], eval_labels[: args.test_batch_size]
-        log(f"Train images: {len(train_images)}, {eval_name.lower()} images: {len(eval_images)}")
+    remove_stale_temp_files(args.checkpoint_dir)
+    split = "val" if args.val else "test"
+    label = "-".join(filter(None, [args.name, args.dry_run and "dry-run"]))
+    files = utils.new_run(args.log_dir, args.checkpoint_dir, label)
+    try:
+        utils.write_run_info(files, kind=kind, command=command, split=split, resumed_from=args.resume,
+                             settings={k: v for k, v in sorted(vars(args).items())})
+        with utils.RunLog(files.log) as log:
+            try:
+                return train_run(args, files=files, log=log, device=device, amp_dtype=amp_dtype, split=split,
+                                 resume_state=resume_state, command=command, warnings=warnings), files
+            except (MnistError, CheckpointError, OSError) as exc:
+                log(f"ERROR: {exc}")
+                raise
+            except Exception:
+                log("ERROR: training crashed:\n" + traceback.format_exc())
+                raise
+    finally:
+        files.release()
 
-        train_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True,
-                                          augment=make_augment(args), seed=args.seed)
-        eval_loader = utils.DeviceLoader(eval_images, eval_labels, args.test_batch_size)
 
-        model = Net().to(device, memory_format=torch.channels_last)
-        log(f"Net: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
-        optimizer = utils.make_optimizer(model, args.optimizer, args.lr, args.momentum, args.weight_decay,
-                                         args.nesterov)
-        scheduler, per_batch = utils.make_scheduler(args.scheduler, optimizer, args.epochs, len(train_loader),
-                                                    args.step_size, args.gamma)
-        history, start_epoch, partial = utils.History(), 1, None
-        if resume_state is not None:
-            utils.load_model_state(model, resume_state, args.resume)
-            optimizer.load_state_dict(resume_state["optimizer"])
-            scheduler.load_state_dict(resume_state["scheduler"])
-            history = utils.History.from_dict(resume_state["history"])
-            start_epoch = resume_state["epoch"] + 1
-            partial = utils.EpochTotals(**resume_state["partial"]) if resume_state["partial"] else None
-            log(f"Resumed from {args.resume} at epoch {start_epoch}, batch {partial.batches if partial else 0}")
+def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.RunLog, device: torch.device,
+              amp_dtype: torch.dtype | None, split: str, resume_state: dict | None, command: str,
+              warnings: list[str]) -> int:
+    """The run itself, once its files exist: data, model, optimizer, then the epoch loop."""
+    log(f"Run {files.run_id}: {command}")
+    for warning in warnings:
+        log(f"WARNING: {warning}")
+    log("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
+    log(f"Device: {device}, autocast: {amp_dtype or 'off'}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}")
+    data = load_mnist(args.data_dir, device, val_size=args.val, md5s=None if args.no_verify else MNIST_MD5, log=log)
+    eval_images, eval_labels = (data.val_images, data.val_labels) if args.val else (data.test_images, data.test_labels)
+    train_images, train_labels = data.train_images, data.train_labels
+    if args.dry_run:
+        train_images, train_labels = train_images[: 2 * args.batch_size], train_labels[: 2 * args.batch_size]
+        eval_images, eval_labels = eval_images[: args.test_batch_size], eval_labels[: args.test_batch_size]
+    split_name = utils.SPLITS[split]
+    log(f"Train images: {len(train_images)}, {split_name.lower()} images: {len(eval_images)}")
+
+    train_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True,
+                                      augment=utils.Augment.from_settings(vars(args)), seed=args.seed)
+    eval_loader = utils.DeviceLoader(eval_images, eval_labels, args.test_batch_size)
+    model = Net().to(device, memory_format=torch.channels_last)
+    log(f"Net: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+    optimizer = utils.make_optimizer(model, args.optimizer, lr=args.lr, momentum=args.momentum,
+                                     weight_decay=args.weight_decay, nesterov=args.nesterov)
+    schedule = utils.make_schedule(args.scheduler, optimizer, epochs=args.epochs, steps_per_epoch=len(train_loader),
+                                   step_size=args.step_size, gamma=args.gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # one per run, saved with it
+    history, start_epoch, partial = utils.History(split=split), 1, None
+    if resume_state is not None:
+        if schedule.per_batch and resume_state["scheduler"].get("total_steps") != schedule.scheduler.total_steps:
+            raise CheckpointError(f"{args.resume} was trained with {resume_state['scheduler'].get('total_steps')} "
+                                  f"scheduled steps, these data and flags give {schedule.scheduler.total_steps}: "
+                                  "resume with the run's own --data-dir (leave it out to use the saved one)")
+        load_model_state(model, resume_state, args.resume)
+        optimizer.load_state_dict(resume_state["optimizer"])
+        schedule.scheduler.load_state_dict(resume_state["scheduler"])
+        if resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
+        history = utils.History.from_dict(resume_state["history"])
+        start_epoch = resume_state["epoch"] + 1
+        partial = utils.EpochTotals(**resume_state["partial"]) if resume_state["partial"] else None
+        log(f"Resumed from {args.resume} at epoch {start_epoch}, batch {partial.batches if partial else 0}")
+        utils.write_history_csv(files.csv, history)
+
+    def checkpoint(epoch: int, partial_totals: utils.EpochTotals | None = None) -> None:
+        save_checkpoint(files.checkpoint, model=model, optimizer=optimizer, scheduler=schedule.scheduler,
+                        scaler=scaler, epoch=epoch, history=history.to_dict(), args=vars(args),
+                        partial=vars(partial_totals) if partial_totals else None, run_id=files.run_id)
+
+    with stop_on_sigint() as should_stop:
+        for epoch in range(start_epoch, args.epochs + 1):
+            log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e})")
+            start = time.perf_counter()
+            try:
+                totals = utils.train(model, train_loader, optimizer, epoch=epoch, schedule=schedule,
+                                     amp_dtype=amp_dtype, scaler=scaler, label_smoothing=args.label_smoothing,
+                                     totals=partial, should_stop=should_stop, log=log, progress=args.progress)
+            except utils.NonFiniteLossError as exc:
+                log(f"ERROR: {exc}")
+                if files.checkpoint.exists():
+                    log(f"Last good checkpoint: {files.checkpoint}")
+                return 1
+            seconds = time.perf_counter() - start
+            partial = None
+            if totals.batches < len(train_loader):
+                checkpoint(epoch - 1, totals)
+                resume = shlex.join(["python", "train.py", "--resume", str(files.checkpoint)])
+                log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{len(train_loader)}. "
+                    f"Checkpoint: {files.checkpoint}. Continue with: {resume}")
+                return 130
+            result = utils.test(model, eval_loader, log, split)
+            history.append(epoch, totals, result, seconds)
+            if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
+                checkpoint(epoch)
             utils.write_history_csv(files.csv, history)
-
-        def checkpoint(epoch: int, partial_totals: utils.EpochTotals | None = None) -> None:
-            utils.save_checkpoint(files.checkpoint, model, optimizer, scheduler, epoch, history, vars(args),
-                                  partial_totals, files.run_id)
-
-        with utils.stop_on_sigint() as should_stop:
-            for epoch in range(start_epoch, args.epochs + 1):
-                log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e})")
-                start = time.perf_counter()
-                try:
-                    totals = utils.train(model, train_loader, optimizer, epoch, scheduler if per_batch else None,
-                                         amp_dtype, args.label_smoothing, partial, should_stop, log, args.progress)
-                except utils.NonFiniteLossError as exc:
-                    log(f"ERROR: {exc}")
-                    if files.checkpoint.exists():
-                        log(f"Last good checkpoint: {files.checkpoint}")
-                    return 1, files
-                seconds = time.perf_counter() - start
-                partial = None
-                if totals.batches < len(train_loader):
-                    checkpoint(epoch - 1, totals)
-                    log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{len(train_loader)}. "
-                        f"Checkpoint: {files.checkpoint}. Continue with: python train.py --resume {files.checkpoint}")
-                    return 130, files
-                if not per_batch:
-                    scheduler.step()
-                result = utils.test(model, eval_loader, log, eval_name)
-                history.append(epoch, totals, result, seconds)
-                utils.write_history_csv(files.csv, history)
-                if args.save_model:
-                    checkpoint(epoch)
-        if not len(history):
-            log("Nothing to train: the checkpoint had finished all its epochs")
-            return 0, files
-        log(f"Final {eval_name.lower()} accuracy: {history.test_acc[-1]:.2f}% "
-            f"({history.test_correct[-1]}/{history.test_total[-1]}) after {history.epoch[-1]} epochs, "
-            f"{sum(history.seconds):.1f} s of training")
-        log(f"Logs: {files.log}, {files.csv}" + (f"; checkpoint: {files.checkpoint}" if args.save_model else ""))
-    return 0, files
+    log(f"Final {split_name.lower()} accuracy: {history.eval_acc[-1]:.2f}% "
+        f"({history.eval_correct[-1]}/{history.eval_total[-1]}) after {history.epoch[-1]} epochs, "
+        f"{sum(history.seconds):.1f} s of training")
+    log(f"Logs: {files.log}, {files.csv}" + (f"; checkpoint: {files.checkpoint}" if args.save_model else ""))
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import utils  # noqa: E402
+import mnist  # noqa: E402
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,14 +27,14 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def write_mnist(data_dir: Path, n_train: int, n_test: int, seed: int = 0) -> dict[str, str]:
     """Write the four raw files under <data_dir>/MNIST/raw and return their md5s."""
-    raw = utils.mnist_raw_dir(data_dir)
+    raw = mnist.mnist_raw_dir(data_dir)
     train_x, train_y = synthetic_digits(n_train, seed)
     test_x, test_y = synthetic_digits(n_test, seed + 1)
-    utils.write_idx(raw / "train-images-idx3-ubyte", train_x)
-    utils.write_idx(raw / "train-labels-idx1-ubyte", train_y)
-    utils.write_idx(raw / "t10k-images-idx3-ubyte", test_x)
-    utils.write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
-    return {name: utils.md5_of(raw / name) for name in utils.MNIST_MD5}
+    mnist.write_idx(raw / "train-images-idx3-ubyte", train_x)
+    mnist.write_idx(raw / "train-labels-idx1-ubyte", train_y)
+    mnist.write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    mnist.write_idx(raw / "t10k-labels-idx1-ubyte", test_y)
+    return {name: mnist.md5_of(raw / name) for name in mnist.MNIST_MD5}
 
 
 @pytest.fixture

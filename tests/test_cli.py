@@ -14,6 +14,8 @@ import pytest
 import torch
 from conftest import ROOT
 
+import checkpoint
+import mnist
 import utils
 
 
@@ -48,15 +50,15 @@ def reference_run(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return only(tmp / "logs", "*.csv")
 
 
-def test_dry_run_writes_log_csv_and_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
+def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
     proc = run_train(tmp_path, cli_mnist, "--dry-run")
     log = only(tmp_path / "logs", "*-dry-run.log").read_text()
     assert "INFO:utils:Test set: Average loss:" in log and "Train: Loss=" in log
     assert "Final test accuracy" in proc.stdout
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 1 and rows[0]["epoch"] == "1"
-    net = utils.load_trained_net(only(tmp_path / "ckpt", "*.pt"))
-    assert sum(p.numel() for p in net.parameters()) == 593_200
+    assert utils.read_run_info(only(tmp_path / "logs", "*.json"))["kind"] == "dry-run"
+    assert not list((tmp_path / "ckpt").iterdir())  # nothing predict.py could mistake for a trained model
 
 
 def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
@@ -71,12 +73,12 @@ def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_run: 
 
 def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
     ckpt = only(reference_run.parent.parent / "ckpt", "*.pt")
-    net = utils.load_trained_net(ckpt)
-    data = utils.load_mnist(cli_mnist, md5s=None, fetch=False)
+    net = checkpoint.load_trained_net(ckpt)
+    data = mnist.load_mnist(cli_mnist, md5s=None, fetch=False)
     result = utils.test(net, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
     last = utils.load_history(reference_run)
-    assert result.correct == last.test_correct[-1]
-    assert f"{result.loss:.6f}" == f"{last.test_loss[-1]:.6f}"
+    assert result.correct == last.eval_correct[-1]
+    assert f"{result.loss:.6f}" == f"{last.eval_loss[-1]:.6f}"
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
@@ -96,7 +98,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     assert proc.returncode == 130, output
     assert "Interrupted at epoch" in output and "--resume" in output
     ckpt = only(tmp_path / "ckpt", "*.pt")
-    state = utils.load_checkpoint(ckpt)
+    state = checkpoint.load_checkpoint(ckpt)
     assert state["partial"] is not None or state["epoch"] >= 2
     first_log = only(tmp_path / "logs", "*.log")
     first_csv_rows = csv_rows(only(tmp_path / "logs", "*.csv"))
@@ -110,10 +112,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
 
 
 def test_resume_refuses_a_foreign_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
-    torch.save({"format": utils.CHECKPOINT_FORMAT, "model": {"w": torch.zeros(2)}, "args": {},
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": {"w": torch.zeros(2)}, "args": {},
                 "optimizer": None, "scheduler": None, "epoch": 0, "partial": None, "history": {}},
                tmp_path / "foreign.pt")
-    proc = run_train(tmp_path, cli_mnist, "--resume", str(tmp_path / "foreign.pt"), "--dry-run", check=False)
+    proc = run_train(tmp_path, cli_mnist, "--resume", str(tmp_path / "foreign.pt"), check=False)
     assert proc.returncode != 0
     assert "foreign.pt was made for a different architecture than Net" in proc.stderr
 
@@ -133,7 +135,7 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     text = readme.read_text()
     assert "old" not in text and text.startswith("# Title\n") and text.endswith("tail\n")
     last = utils.load_history(reference_run)
-    assert f"**Final test accuracy: {last.test_acc[-1]:.2f}%**" in text
+    assert f"**Final test accuracy: {last.eval_acc[-1]:.2f}%**" in text
     assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
     assert "Accuracy of 0 - zero :" in text
     assert len(list((tmp_path / "images").glob("*.png"))) == 7
@@ -171,7 +173,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
     log = files.log.read_text()
     assert "the training loss became NaN/inf at epoch 2, batch 4" in log
     assert f"Last good checkpoint: {files.checkpoint}" in log
-    state = utils.load_checkpoint(files.checkpoint)
+    state = checkpoint.load_checkpoint(files.checkpoint)
     assert state["epoch"] == 1  # written after epoch 1, not overwritten by the diverged epoch
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert len(utils.load_history(files.csv)) == 1

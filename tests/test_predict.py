@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from conftest import ROOT, synthetic_digits
 from PIL import Image, ImageDraw
 
+import checkpoint
+import mnist
 import predict
-import utils
 from model import Net
 
 CLASSES = (0, 1, 7)
@@ -94,7 +95,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
     torch.manual_seed(0)
     net = Net().eval()
     images, labels = drawn_dataset(200, seed=0)
-    x = utils.normalize(images)
+    x = mnist.normalize(images)
     with one_thread():
         cached = []
         hook = net.fc1.register_forward_hook(lambda module, inputs, output: cached.append(inputs[0]))
@@ -116,7 +117,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
         held_acc = np.mean([p.digit == y for p, y in zip(predict.predict(net, held_out), held_labels.tolist(),
                                                           strict=True)])
     assert train_acc >= 0.98 and held_acc >= 0.95, f"the test's Net did not learn: {train_acc=} {held_acc=}"
-    path = utils.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "drawn.pt", net)
+    path = checkpoint.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "drawn.pt", model=net)
     return net, path
 
 
@@ -198,12 +199,12 @@ def test_a_28x28_image_with_dark_background_is_taken_as_mnist(tmp_path: Path) ->
 
 
 def test_cli_reads_drawn_digits_with_the_newest_checkpoint(trained: tuple[Net, Path], tmp_path: Path) -> None:
-    _, checkpoint = trained
+    _, ckpt = trained
     project = tmp_path / "project"
     (project / "checkpoints").mkdir(parents=True)
-    old = utils.save_checkpoint(project / "checkpoints" / "20200101-000000-old.pt", Net())  # untrained
+    old = checkpoint.save_checkpoint(project / "checkpoints" / "20200101-000000-old.pt", model=Net())  # untrained
     os.utime(old, (1_000_000_000, 1_000_000_000))
-    (project / "checkpoints" / "20261124-031646-drawn.pt").write_bytes(checkpoint.read_bytes())
+    (project / "checkpoints" / "20261124-031646-drawn.pt").write_bytes(ckpt.read_bytes())
     photos = tmp_path / "photos"
     photos.mkdir()
     draw_digit(1).save(photos / "one.png")  # 200x300, dark on white
@@ -227,7 +228,7 @@ def test_cli_reads_drawn_digits_with_the_newest_checkpoint(trained: tuple[Net, P
 
 
 def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], tmp_path: Path) -> None:
-    net, checkpoint = trained
+    net, ckpt = trained
     images, _ = synthetic_digits(100, seed=11)
     folder = tmp_path / "mnist"
     folder.mkdir()
@@ -246,7 +247,7 @@ def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], t
     np.testing.assert_allclose([p.probability for p in by_files], [p.probability for p in by_tensor], atol=1e-6)
     np.testing.assert_allclose([p.probability for p in by_float], [p.probability for p in by_tensor], atol=1e-4)
 
-    proc = run_predict("--json", "--checkpoint", checkpoint, folder, cwd=tmp_path)
+    proc = run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert [r["file"] for r in results] == [str(p) for p in files]
@@ -305,7 +306,7 @@ def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
     (torch.zeros(4, 3, 28, 28, dtype=torch.uint8), r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 3, 28, 28\)"),
     (torch.zeros(784, dtype=torch.uint8), r"got \(784,\)"),
     (torch.full((2, 28, 28), 255.0), r"float images must be in \[0, 1\]"),
-    (utils.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)), r"float images must be in \[0, 1\]"),
+    (mnist.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)), r"float images must be in \[0, 1\]"),
     (torch.zeros(2, 28, 28, dtype=torch.int64), "must be uint8"),
 ])
 def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> None:
@@ -314,7 +315,7 @@ def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> N
 
 
 def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], tmp_path: Path) -> None:
-    _, checkpoint = trained
+    _, ckpt = trained
     folder = tmp_path / "mixed"
     (folder / "sub").mkdir(parents=True)
     draw_digit(7).save(folder / "a_seven.png")
@@ -328,7 +329,7 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
     draw_digit(0).save(folder / "sub" / "zero.png")  # folders are not searched recursively
     before = snapshot(folder)
 
-    proc = run_predict("--checkpoint", checkpoint, folder, cwd=tmp_path)
+    proc = run_predict("--checkpoint", ckpt, folder, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
@@ -343,7 +344,7 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
         assert gist in proc.stderr, gist
     assert proc.stderr.count("error: ") == 5 and "zero.png" not in proc.stderr + proc.stdout
 
-    json_proc = run_predict("--json", "--checkpoint", checkpoint, folder, cwd=tmp_path)
+    json_proc = run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path)
     assert json_proc.returncode == 1
     results = json.loads(json_proc.stdout)
     assert [Path(r["file"]).name for r in results] == [

@@ -9,6 +9,7 @@ import torch
 from conftest import synthetic_digits
 from torch import nn
 
+import explain
 import utils
 from model import Net
 
@@ -25,9 +26,9 @@ SEED_RF = [
 
 
 def test_receptive_field_of_net_equals_the_seed_table() -> None:
-    rows = utils.receptive_field(Net())
+    rows = explain.receptive_field(Net())
     assert [tuple(vars(r).values()) for r in rows] == SEED_RF
-    table = utils.receptive_field_table(rows)
+    table = explain.receptive_field_table(rows)
     assert table.splitlines()[2] == "conv1 | 1 | 28 | 1 | 1 | 0 | 3 | 3 | 26 | 1"
     assert table.splitlines()[-1] == "maxpool | 14 | 8 | 2 | 2 | 0 | 2 | 16 | 4 | 4"
 
@@ -46,7 +47,7 @@ class Other(nn.Module):
 
 
 def test_receptive_field_of_a_different_net() -> None:
-    rows = [tuple(vars(r).values()) for r in utils.receptive_field(Other())]
+    rows = [tuple(vars(r).values()) for r in explain.receptive_field(Other())]
     assert rows == [  # worked by hand with n_out = (n + 2p - k_eff) // s + 1, rf += (k_eff - 1) * j, j *= s
         ("stem", 1, 28, 1, 2, 2, 5, 5, 14, 2),
         ("maxpool", 5, 14, 2, 2, 1, 3, 9, 7, 4),

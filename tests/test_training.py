@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import synthetic_digits
 
+import checkpoint
 import utils
 from model import Net
 
@@ -35,7 +36,7 @@ def test_test_loss_is_the_mean_per_sample_nll() -> None:
 def test_train_learns_and_reports_like_the_seed() -> None:
     torch.manual_seed(0)
     model, loader = Net(), tiny_loader(256, batch_size=32, shuffle=True, augment=utils.Augment())
-    optimizer = utils.make_optimizer(model, "sgd", 0.05)
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.05)
     lines: list[str] = []
     first = utils.train(model, loader, optimizer, epoch=1, log=lines.append, progress=False)
     for epoch in range(2, 5):
@@ -49,18 +50,18 @@ def test_train_learns_and_reports_like_the_seed() -> None:
 
 def test_train_stops_after_the_current_step_when_asked() -> None:
     model, loader = Net(), tiny_loader(64, batch_size=16, shuffle=True)
-    optimizer = utils.make_optimizer(model, "sgd", 0.01)
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
     calls = []
-    totals = utils.train(model, loader, optimizer, 1, should_stop=lambda: calls.append(1) or len(calls) >= 2,
+    totals = utils.train(model, loader, optimizer, epoch=1, should_stop=lambda: calls.append(1) or len(calls) >= 2,
                          progress=False)
     assert totals.batches == 2 and totals.seen == 32
-    rest = utils.train(model, loader, optimizer, 1, totals=totals, progress=False)
+    rest = utils.train(model, loader, optimizer, epoch=1, totals=totals, progress=False)
     assert rest.batches == 4 and rest.seen == 64
 
 
 def test_non_finite_loss_names_epoch_and_batch() -> None:
     model, loader = Net(), tiny_loader(64, batch_size=16)
-    optimizer = utils.make_optimizer(model, "sgd", 1e30)  # diverges at once
+    optimizer = utils.make_optimizer(model, "sgd", lr=1e30)  # diverges at once
     with pytest.raises(utils.NonFiniteLossError, match=r"epoch 3, batch \d") as info:
         utils.train(model, loader, optimizer, epoch=3, progress=False)
     assert info.value.epoch == 3
@@ -68,26 +69,28 @@ def test_non_finite_loss_names_epoch_and_batch() -> None:
 
 def test_schedulers() -> None:
     model = Net()
-    optimizer = utils.make_optimizer(model, "sgd", 0.01)
-    step, per_batch = utils.make_scheduler("step", optimizer, 5, 10, step_size=2, gamma=0.1)
-    assert not per_batch
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
+    step = utils.make_schedule("step", optimizer, epochs=5, steps_per_epoch=10, step_size=2, gamma=0.1)
+    assert not step.per_batch
     lrs = []
     for _ in range(5):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        step.step()
+        step.after_batch()  # StepLR ignores batches ...
+        step.after_epoch()  # ... and steps once per epoch
     assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])  # the seed's log
-    optimizer = utils.make_optimizer(model, "sgd", 0.1)
-    onecycle, per_batch = utils.make_scheduler("onecycle", optimizer, 2, 10)
-    assert per_batch
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.1)
+    onecycle = utils.make_schedule("onecycle", optimizer, epochs=2, steps_per_epoch=10)
+    assert onecycle.per_batch
     seen = []
     for _ in range(20):
         seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        onecycle.step()
+        onecycle.after_batch()
+        onecycle.after_epoch()  # no-op for a per-batch schedule
     assert max(seen) == pytest.approx(0.1) and seen[0] < 0.01 and seen[-1] < 0.001
     with pytest.raises(ValueError, match="unknown scheduler"):
-        utils.make_scheduler("cosine", optimizer, 1, 1)
+        utils.make_schedule("cosine", optimizer, epochs=1, steps_per_epoch=1)
 
 
 def make_history() -> utils.History:
@@ -103,10 +106,11 @@ def test_history_csv_round_trip(tmp_path: Path) -> None:
     history = make_history()
     utils.write_history_csv(tmp_path / "run.csv", history)
     lines = (tmp_path / "run.csv").read_text().splitlines()
-    assert lines[0] == ",".join(utils.History.COLUMNS) and len(lines) == 3
+    assert lines[0] == "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_correct,test_total,seconds"
+    assert len(lines) == 3
     loaded = utils.load_history(tmp_path / "run.csv")
-    assert loaded.epoch == [1, 2] and loaded.test_correct == [96, 97]
-    assert loaded.test_acc == pytest.approx(history.test_acc) and loaded.train_loss == pytest.approx(history.train_loss)
+    assert loaded.epoch == [1, 2] and loaded.eval_correct == [96, 97]
+    assert loaded.eval_acc == pytest.approx(history.eval_acc) and loaded.train_loss == pytest.approx(history.train_loss)
     assert utils.History.from_dict(history.to_dict()) == history
 
 
@@ -128,43 +132,44 @@ def test_new_run_never_reuses_files(tmp_path: Path) -> None:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = Net()
-    optimizer = utils.make_optimizer(model, "sgd", 0.1)
-    scheduler, _ = utils.make_scheduler("onecycle", optimizer, 2, 10)
-    path = utils.save_checkpoint(tmp_path / "c.pt", model, optimizer, scheduler, epoch=2,
-                                 history=make_history(), args={"lr": 0.1, "data_dir": tmp_path},
-                                 partial=utils.EpochTotals(1, 2, 3.0, 4, 0.5), run_id="r")
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.1)
+    schedule = utils.make_schedule("onecycle", optimizer, epochs=2, steps_per_epoch=10)
+    path = checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, optimizer=optimizer,
+                                      scheduler=schedule.scheduler, epoch=2, history=make_history().to_dict(),
+                                      args={"lr": 0.1, "data_dir": tmp_path},
+                                      partial=vars(utils.EpochTotals(1, 2, 3.0, 4, 0.5)), run_id="r")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
-    state = utils.load_checkpoint(path)
+    state = checkpoint.load_checkpoint(path)
     assert state["epoch"] == 2 and state["run_id"] == "r" and state["args"]["data_dir"] == str(tmp_path)
     assert utils.EpochTotals(**state["partial"]) == utils.EpochTotals(1, 2, 3.0, 4, 0.5)
-    net = utils.load_trained_net(path)
+    net = checkpoint.load_trained_net(path)
     for a, b in zip(net.state_dict().values(), model.state_dict().values(), strict=False):
         assert torch.equal(a, b)
     # a bare state_dict saved by a user's own script loads too
     torch.save(model.state_dict(), tmp_path / "bare.pt")
-    utils.load_trained_net(tmp_path / "bare.pt")
+    checkpoint.load_trained_net(tmp_path / "bare.pt")
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
     other = torch.nn.Sequential(torch.nn.Linear(784, 10))
-    utils.save_checkpoint(tmp_path / "other.pt", other)
-    with pytest.raises(utils.CheckpointError, match="different architecture than Net"):
-        utils.load_trained_net(tmp_path / "other.pt")
+    checkpoint.save_checkpoint(tmp_path / "other.pt", model=other)
+    with pytest.raises(checkpoint.CheckpointError, match="different architecture than Net"):
+        checkpoint.load_trained_net(tmp_path / "other.pt")
 
 
 def test_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
-    good = utils.save_checkpoint(tmp_path / "good.pt", Net())
+    good = checkpoint.save_checkpoint(tmp_path / "good.pt", model=Net())
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(utils.CheckpointError, match=r"cut\.pt is not a readable checkpoint"):
-        utils.load_checkpoint(tmp_path / "cut.pt")
+    with pytest.raises(checkpoint.CheckpointError, match=r"cut\.pt is not a readable checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "cut.pt")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(utils.CheckpointError, match=r"notes\.txt is not a readable checkpoint"):
-        utils.load_checkpoint(tmp_path / "notes.txt")
+    with pytest.raises(checkpoint.CheckpointError, match=r"notes\.txt is not a readable checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "notes.txt")
     torch.save({"some": [1, 2]}, tmp_path / "dict.pt")
-    with pytest.raises(utils.CheckpointError, match="not a checkpoint of this package"):
-        utils.load_checkpoint(tmp_path / "dict.pt")
-    with pytest.raises(utils.CheckpointError, match="no such checkpoint"):
-        utils.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint of this package"):
+        checkpoint.load_checkpoint(tmp_path / "dict.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="no such checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "missing.pt")
 
 
 class RunsCode:
@@ -176,10 +181,10 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path: Path) -
     marker = tmp_path / "code-ran"
     payload = RunsCode()
     payload.marker = str(marker)
-    torch.save({"format": utils.CHECKPOINT_FORMAT, "model": payload}, tmp_path / "evil.pt")
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": payload}, tmp_path / "evil.pt")
     before = (tmp_path / "evil.pt").read_bytes()
-    with pytest.raises(utils.CheckpointError, match="was refused"):
-        utils.load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="was refused"):
+        checkpoint.load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
     assert (tmp_path / "evil.pt").read_bytes() == before
     with pytest.raises(pickle.UnpicklingError):  # the guard is torch's own weights_only loader
@@ -187,16 +192,22 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path: Path) -
 
 
 def test_a_crash_while_saving_never_leaves_a_half_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    path = utils.save_checkpoint(tmp_path / "run.pt", Net(), epoch=1)
+    path = checkpoint.save_checkpoint(tmp_path / "run.pt", model=Net(), epoch=1)
     before = path.read_bytes()
 
-    def crash(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"half a checkpoint")
-        raise OSError("disk full")
+    real_open = open
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
-        utils.save_checkpoint(path, Net(), epoch=2)
+    def half_then_disk_full(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and str(file).endswith(".tmp"):
+            f.write(b"half a checkpoint")
+            f.close()
+            raise OSError(28, "No space left on device")
+        return f
+
+    monkeypatch.setattr("builtins.open", half_then_disk_full)
+    with pytest.raises(OSError, match=r"could not write .*run\.pt: No space left on device"):
+        checkpoint.save_checkpoint(path, model=Net(), epoch=2)
     assert path.read_bytes() == before  # the previous checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # and no temporary file is left
 
@@ -211,15 +222,15 @@ def test_concurrent_runs_get_distinct_files(tmp_path: Path) -> None:
 
 def test_an_image_given_as_checkpoint_is_not_called_dangerous(tmp_path: Path) -> None:
     (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(utils.CheckpointError, match=r"digit\.png is not a readable checkpoint"):
-        utils.load_checkpoint(tmp_path / "digit.png")
+    with pytest.raises(checkpoint.CheckpointError, match=r"digit\.png is not a readable checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "digit.png")
 
 
 def test_fp16_training_uses_a_gradient_scaler_and_stays_finite() -> None:
     torch.manual_seed(0)
     model, loader = Net(), tiny_loader(64, batch_size=32, shuffle=True)
-    optimizer = utils.make_optimizer(model, "sgd", 0.01)
-    totals = utils.train(model, loader, optimizer, 1, amp_dtype=torch.float16, progress=False)
+    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
+    totals = utils.train(model, loader, optimizer, epoch=1, amp_dtype=torch.float16, progress=False)
     assert totals.batches == 2 and torch.isfinite(torch.tensor(totals.loss))
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
