@@ -71,7 +71,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from None
+        error = OSError(f"could not write {path}: {exc.strerror or exc}")  # one line, no "[Errno 28]"
+        error.errno = exc.errno
+        raise error from None
     return path
 
 
@@ -331,7 +333,7 @@ def load_mnist(
         checked = "files verified by md5" if md5s is not None else "files used as they are (md5 not checked)"
         log(f"MNIST: source=local, {checked} in {raw_dir}")
     if not 0 <= val_size < len(train_x):
-        raise MnistError(f"--val must be in [0, {len(train_x)}) for these {len(train_x)} training images, "
+        raise ValueError(f"--val must be in [0, {len(train_x)}) for these {len(train_x)} training images, "
                          f"got {val_size}")
     n_train = len(train_x) - val_size
     train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))

@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 interrupted)."""
     try:
         return run(argv)[0]
+    except ValueError as exc:  # a setting that only the data can check, e.g. --val larger than the training set
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
     except (MnistError, CheckpointError, OSError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
@@ -225,7 +228,7 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, utils.
             try:
                 return train_run(args, files=files, log=log, device=device, amp_dtype=amp_dtype, split=split,
                                  resume_state=resume_state, command=command, warnings=warnings), files
-            except (MnistError, CheckpointError, OSError) as exc:
+            except (ValueError, MnistError, CheckpointError, OSError) as exc:
                 log(f"ERROR: {exc}")
                 raise
             except Exception:

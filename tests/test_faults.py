@@ -1,0 +1,322 @@
+"""Nothing lost, nothing misleading: train.py under faults and misuse (one test per class of fault)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, write_mnist
+
+import checkpoint
+import train
+import utils
+from model import Net
+
+
+def train_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "--no-progress", *args]
+
+
+def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """256 training images (4 steps of batch 64), 64 test images."""
+    data_dir = tmp_path_factory.mktemp("small") / "data"
+    write_mnist(data_dir, 256, 64)
+    return data_dir
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# --- work is never lost or overwritten -------------------------------------------------------------
+
+
+def test_the_printed_resume_command_resumes_verbatim(cli_mnist: Path, tmp_path: Path) -> None:
+    """Interrupted with Ctrl-C, the run prints a command; run as printed (no other flags), it finishes the run on
+    the same data into the same folders, with the numbers of an uninterrupted run."""
+    common = ("--data-dir", str(cli_mnist), "--no-verify", "--log-dir", "out/logs", "--checkpoint-dir", "out/ckpt",
+              "--batch-size", "64", "--test-batch-size", "128", "--epochs", "2", "--seed", "5")
+    proc = subprocess.Popen(train_cmd(*common), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "out" / "logs").glob("*.log"))
+        if logs and "Train: Loss=" in logs[0].read_text():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, output
+    printed = output.split("Continue with: ", 1)[1].splitlines()[0]
+    words = shlex.split(printed)
+    assert words[:3] == ["python", "train.py", "--resume"] and len(words) == 4
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), *words[2:]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    (tmp_path / "ref").mkdir()
+    reference = run_cli(tmp_path / "ref", *common)
+    assert reference.returncode == 0, reference.stderr
+
+    def rows(folder: Path) -> list[list[str]]:
+        csvs = sorted(folder.glob("*.csv"))
+        return [line.split(",")[:-1] for line in csvs[-1].read_text().splitlines()]  # without seconds
+
+    assert rows(tmp_path / "out" / "logs") == rows(tmp_path / "ref" / "out" / "logs")
+    assert len(rows(tmp_path / "out" / "logs")) == 3  # header + 2 epochs
+
+
+def test_runs_sharing_a_checkpoint_folder_never_share_a_file(small: Path, tmp_path: Path) -> None:
+    ids = [utils.new_run(tmp_path / f"logs{i}", tmp_path / "ckpt").run_id for i in range(5)]  # same second
+    assert len(set(ids)) == 5
+    procs = [subprocess.Popen(train_cmd("--data-dir", str(small), "--no-verify", "--epochs", "1", "--log-dir",
+                                        f"logs-{k}", "--checkpoint-dir", "shared", "--test-batch-size", "64"),
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for k in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    models = sorted((tmp_path / "shared").glob("*.pt"))
+    assert len(models) == 2 and all(checkpoint.load_trained_net(m) for m in models)
+    assert not [p for p in (tmp_path / "shared").iterdir() if p.name.startswith(".")]  # claims released
+
+
+def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path, monkeypatch) -> None:
+    real = utils.smoothed_nll
+    calls = []
+
+    def nan_at_step_4(log_probs, target, smoothing=0.0):
+        calls.append(1)
+        loss = real(log_probs, target, smoothing)
+        return loss * float("nan") if len(calls) == 4 else loss  # the last of epoch 1's 4 steps
+
+    monkeypatch.setattr(utils, "smoothed_nll", nan_at_step_4)
+    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+                               "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 1
+    assert "NaN/inf at epoch 1, batch 3" in files.log.read_text()
+    assert not files.checkpoint.exists() and not files.csv.exists()  # no epoch finished, nothing claims one did
+    with pytest.raises(checkpoint.CheckpointError, match="NaN or infinite"):
+        checkpoint.save_checkpoint(tmp_path / "nan.pt", model=Net().apply(
+            lambda m: torch.nn.init.constant_(m.weight, float("nan")) if hasattr(m, "weight") else None))
+    assert not (tmp_path / "nan.pt").exists()
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_predict(tmp_path: Path) -> None:
+    weights = Net().state_dict()
+    weights["fc2.bias"][3] = float("nan")
+    torch.save(weights, tmp_path / "nan.pt")
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "nan.pt", "x.png"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "NaN or infinite weights (fc2.bias)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_output_folders_are_checked_before_training(small: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run_cli(tmp_path, "--data-dir", str(small), "--no-verify", "--checkpoint-dir", "a-file")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("train.py: error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert "a-file" in proc.stderr
+    assert not list(tmp_path.glob("logs/*.csv"))  # nothing was trained
+
+
+def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: Path, tmp_path: Path,
+                                                                       monkeypatch, capsys) -> None:
+    real_open = open
+
+    def disk_full_for_checkpoints(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp") and ".pt." in str(file):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", disk_full_for_checkpoints)
+    status = train.main(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+                         "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "No space left on device" in err
+    (log,) = (tmp_path / "logs").glob("*.log")
+    assert "ERROR: could not write" in log.read_text()
+    assert not list((tmp_path / "logs").glob("*.csv"))  # epoch 1 was lost with its checkpoint: no row claims it
+
+
+def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkeypatch) -> None:
+    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2",
+            "--batch-size", "64", "--test-batch-size", "64"]
+    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    assert status == 0
+    saved = checkpoint.load_checkpoint(full.checkpoint)["scaler"]
+    assert saved and saved["scale"] > 0
+
+    steps = []
+
+    class StopAfterSix:
+        def __enter__(self):
+            return lambda: steps.append(1) or len(steps) >= 6  # in epoch 2, after 2 of its 4 steps
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(train, "stop_on_sigint", StopAfterSix)
+    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    assert status == 130
+    assert checkpoint.load_checkpoint(cut.checkpoint)["scaler"] is not None
+    monkeypatch.undo()
+    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    assert status == 0
+
+    def rows(path: Path) -> list[list[str]]:
+        return [line.split(",")[:-1] for line in path.read_text().splitlines()]
+
+    assert rows(resumed.csv) == rows(full.csv)
+
+
+def test_resume_edge_cases(small: Path, tmp_path: Path) -> None:
+    base = ("--data-dir", str(small), "--no-verify", "--epochs", "1", "--test-batch-size", "64")
+    assert run_cli(tmp_path, *base).returncode == 0
+    (finished,) = (tmp_path / "checkpoints").glob("*.pt")
+    before = files_in(tmp_path / "logs")
+    done = run_cli(tmp_path, "--resume", str(finished))
+    assert done.returncode == 0 and "Nothing to train" in done.stdout and "finished all 1 epochs" in done.stdout
+    assert files_in(tmp_path / "logs") == before  # no new run was started
+
+    dry = run_cli(tmp_path, "--resume", str(finished), "--dry-run")
+    assert dry.returncode == 2 and "--dry-run cannot be combined with --resume" in dry.stderr
+
+    torch.save(Net().state_dict(), tmp_path / "weights.pt")
+    plain = run_cli(tmp_path, "--resume", "weights.pt")
+    assert plain.returncode == 1 and "holds weights only" in plain.stderr and "predict.py" in plain.stderr
+    assert "Traceback" not in plain.stderr
+
+
+def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: Path, monkeypatch) -> None:
+    steps = []
+
+    class StopAfterTwo:
+        def __enter__(self):
+            return lambda: steps.append(1) or len(steps) >= 2
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(train, "stop_on_sigint", StopAfterTwo)
+    status, cut = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+                             "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 130
+    monkeypatch.undo()
+    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
+    assert status == 0
+    warning = "WARNING: --lr 0.5 is ignored on --resume: the run continues with its own lr=0.002"
+    assert warning in resumed.log.read_text()
+
+
+def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, tmp_path: Path, monkeypatch) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    stale, fresh = ckpt / ".20200101-000000.pt.4242.tmp", ckpt / ".20261124-000000.pt.4343.tmp"
+    for tmp in (stale, fresh):
+        tmp.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash in evaluation")
+
+    monkeypatch.setattr(utils, "test", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+                   "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(ckpt)])
+    assert not stale.exists() and fresh.exists()  # only the old one, whose process is long gone
+    (log,) = (tmp_path / "logs").glob("*.log")
+    text = log.read_text()
+    assert "ERROR: training crashed" in text and "Traceback" in text and "simulated crash in evaluation" in text
+
+
+# --- misuse: one clear line, before any work -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (("--epochs", "0"), "argument --epochs: must be >= 1, got 0"),
+    (("--epochs", "-1"), "argument --epochs: must be >= 1"),
+    (("--batch-size", "0"), "argument --batch-size: must be >= 1"),
+    (("--test-batch-size", "0"), "argument --test-batch-size: must be >= 1"),
+    (("--step-size", "0"), "argument --step-size: must be >= 1"),
+    (("--lr", "nan"), "argument --lr: a finite number is needed"),
+    (("--lr", "-0.1"), "argument --lr: must be > 0"),
+    (("--weight-decay", "-1"), "argument --weight-decay: must be >= 0"),
+    (("--label-smoothing", "2"), "argument --label-smoothing: must be < 1"),
+    (("--crop-p", "5"), "argument --crop-p: must be <= 1"),
+    (("--translate", "5"), "argument --translate: must be <= 0.5"),
+    (("--scale-min", "0"), "argument --scale-min: must be >= 0.25"),
+    (("--scale-min", "1.2", "--scale-max", "1.1"), "--scale-min 1.2 is above --scale-max 1.1"),
+    (("--degrees", "nan"), "argument --degrees: a finite number is needed"),
+    (("--seed", "12345678901234567890"), "argument --seed: must be <= "),
+    (("--name", "a/b"), "argument --name: use 1-64 letters"),
+    (("--name", "x" * 300), "argument --name: use 1-64 letters"),
+    (("--name", "two\nlines"), "argument --name: use 1-64 letters"),
+    (("--val", "-5"), "argument --val: must be >= 0"),
+])
+def test_bad_flags_are_one_argparse_line_before_any_work(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    proc = run_cli(tmp_path, *flags, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("train.py: error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "logs").exists()
+
+
+def test_data_dependent_and_device_misuse_is_one_line(small: Path, tmp_path: Path) -> None:
+    val = run_cli(tmp_path, "--data-dir", str(small), "--no-verify", "--val", "1000")
+    assert val.returncode == 2 and "--val must be in [0, 256)" in val.stderr and "Traceback" not in val.stderr
+    if not torch.cuda.is_available():
+        cuda = run_cli(tmp_path, "--device", "cuda")
+        assert cuda.returncode == 2 and "torch sees no CUDA GPU" in cuda.stderr
+    broken = tmp_path / "broken"
+    write_mnist(broken, 64, 16)
+    (broken / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
+    bad = run_cli(tmp_path, "--data-dir", str(broken), "--no-verify")
+    assert bad.returncode == 1 and "is truncated" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_no_verify_never_claims_verified_files_and_fp16_on_cpu_warns(small: Path, tmp_path: Path) -> None:
+    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--dry-run",
+                               "--log-dir", str(tmp_path / "logs"), "--amp", "fp16", "--device", "cpu"])
+    text = files.log.read_text()
+    assert status == 0 and "verified" not in text and "md5 not checked" in text
+    assert "WARNING: --amp fp16 on a CPU" in text
+
+
+def test_a_256_image_run_with_onecycle_trains(small: Path, tmp_path: Path) -> None:
+    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+                               "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 0 and len(utils.load_history(files.csv)) == 2  # 4 steps per epoch: OneCycle's edge case
+
+
+# --- checkpoints given to predict.py or train.py ---------------------------------------------------
+
+
+def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Path) -> None:
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "epoch": 3}, tmp_path / "empty.pt")
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "empty.pt", "x.png"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "carries this package's checkpoint marker but no model weights" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": Evil()}, tmp_path / "evil.pt")
+    for cmd in ([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "evil.pt", "x.png"],
+                train_cmd("--resume", "evil.pt")):
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode in (1, 2) and "was refused" in proc.stderr, proc.stderr
+        assert "weights_only=False" not in proc.stderr and "pwned" not in proc.stdout
