@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,8 @@ def _quiet():
     """Capture the exporters' progress chatter; it is shown only if the export fails."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch-internal
             yield
     except Exception:
         sys.stderr.write(out.getvalue() + err.getvalue())
@@ -294,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-compare", action="store_true", help="only write the files; do not run the test set")
     p.add_argument("--no-program", action="store_true", help="write only the ONNX file, no torch.export program")
     p.add_argument("--bench", action="store_true", help="also measure onnxruntime vs PyTorch images/s on the CPU")
+    p.add_argument("--bench-seconds", type=float, default=2.0, help="time per speed measurement (default: 2)")
     args = p.parse_args(argv)
 
     def fail(message: str, status: int = 2) -> int:
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             print(result.line())
             status = status if result.ok else 1
     if data is not None and args.bench:
-        print(format_speed(inference_speed(model, data.test_images, onnx_path)))
+        print(format_speed(inference_speed(model, data.test_images, onnx_path, min_seconds=args.bench_seconds)))
     return status
 
 
