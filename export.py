@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import importlib.util
 import io
 import os
 import sys
@@ -36,6 +38,7 @@ import utils
 
 TOLERANCE = 1e-4  # largest accepted |log-prob difference| between PyTorch and an export
 INPUT_NAME, OUTPUT_NAME = "images", "log_probs"
+EXTRAS = ("onnx", "onnxscript", "onnxruntime")  # requirements-extras.txt: the exporter and the runtime
 EXAMPLE_BATCH = 2  # the example input of the trace; the batch dimension stays dynamic
 
 
@@ -192,7 +195,7 @@ def verify(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, labels
            program_path: str | Path | None = None) -> list[Comparison]:
     """Classify ``images`` (uint8 (N, 28, 28)) with PyTorch, onnxruntime and (if given) the ``.pt2`` program."""
     x = utils.normalize(images.cpu())
-    reference = torch_log_probs(model.cpu().eval(), x)
+    reference = torch_log_probs(model.eval(), x)
     results = [compare("onnxruntime", reference, ort_log_probs(ort_session(onnx_path), x), labels)]
     if program_path is not None:
         module = torch.export.load(str(program_path)).module()
@@ -238,7 +241,9 @@ def inference_speed(model: nn.Module, images: torch.Tensor, onnx_path: str | Pat
     ``format_speed(export.inference_speed(net, data.test_images))``.
     """
     threads = threads or torch.get_num_threads()
-    model = model.cpu().eval()
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()  # the caller's model stays where it is
+    model = model.eval()
     x = utils.normalize(images.cpu()).contiguous()
     x_np = x.numpy()
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,11 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", action="store_true", help="also measure onnxruntime vs PyTorch images/s on the CPU")
     p.add_argument("--bench-seconds", type=float, default=2.0, help="time per speed measurement (default: 2)")
     args = p.parse_args(argv)
+    missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
 
     def fail(message: str, status: int = 2) -> int:
         print(f"export.py: error: {message}", file=sys.stderr)
         return status
 
+    if missing:
+        return fail(f"export.py needs {', '.join(missing)}: pip install -r requirements-extras.txt")
     try:
         model = utils.load_trained_net(args.checkpoint, "cpu")
     except utils.CheckpointError as exc:
@@ -313,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         refuse_existing(*(q for q in (onnx_path, program_path) if q is not None))
         data = None
         if not args.skip_compare or args.bench:  # read MNIST before the slow exports: fail early
-            data = utils.load_mnist(args.data_dir, md5s=None if args.no_verify else utils.MNIST_MD5, log=lambda _: None)
+            data = utils.load_mnist(args.data_dir, md5s=None if args.no_verify else utils.MNIST_MD5,
+                                    log=lambda message: print(message, file=sys.stderr))
         start = time.perf_counter()
         export_onnx(model, onnx_path)
         print(f"wrote {onnx_path} (ONNX, dynamic batch; input {INPUT_NAME!r} (N, 1, 28, 28) normalized, "
@@ -321,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         if program_path is not None:
             export_program(model, program_path)
             print(f"wrote {program_path} (torch.export program, dynamic batch; torch.export.load(path).module())")
-    except (ExportError, utils.MnistError, OSError) as exc:
+    except utils.MnistError as exc:  # its message lists every source tried and how to place the files by hand
+        return fail(str(exc))
+    except (ExportError, OSError) as exc:
         return fail(_first_line(exc))
     status = 0
     if data is not None and not args.skip_compare:
