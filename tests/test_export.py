@@ -176,3 +176,12 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT), str(tmp_path / "none.onnx"), "x.npy"],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert missing.returncode == 2 and "cannot load the model" in missing.stderr
+
+
+def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, checkpoint = trained
+    proc = run_export(checkpoint, "--out", tmp_path / "out", "--data-dir", tmp_path / "no-data", "--skip-compare",
+                      "--no-program", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny-run.onnx"]
+    assert "identical predictions" not in proc.stdout and not (tmp_path / "no-data").exists()
