@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-program", action="store_true", help="write only the ONNX file, no torch.export program")
     p.add_argument("--bench", action="store_true", help="also measure onnxruntime vs PyTorch images/s on the CPU")
     p.add_argument("--bench-seconds", type=float, default=2.0, help="time per speed measurement (default: 2)")
+    p.add_argument("--threads", type=int, help="intra-op threads of both runtimes in --bench (default: torch's)")
     args = p.parse_args(argv)
     missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
 
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             print(result.line())
             status = status if result.ok else 1
     if data is not None and args.bench:
-        print(format_speed(inference_speed(model, data.test_images, onnx_path, min_seconds=args.bench_seconds)))
+        print(format_speed(inference_speed(model, data.test_images, onnx_path, min_seconds=args.bench_seconds,
+                                           threads=args.threads)))
     return status
 
 

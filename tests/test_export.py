@@ -49,10 +49,11 @@ def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp
     data_dir, checkpoint = trained
     out = tmp_path / "out"
     proc = run_export(checkpoint, "--out", out, "--data-dir", data_dir, "--no-verify", "--bench",
-                      "--bench-seconds", "0.05", cwd=tmp_path)
+                      "--bench-seconds", "0.05", "--threads", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "onnxruntime: 128/128 identical predictions, max |log-prob difference|" in proc.stdout
     assert "torch.export program: 128/128 identical predictions" in proc.stdout
+    assert "fp32, 1 thread(s): images/s" in proc.stdout
     assert "| onnxruntime |" in proc.stdout and "\n1000 | " in proc.stdout and "\n1 | " in proc.stdout
     onnx_path, program_path = out / "tiny-run.onnx", out / "tiny-run.pt2"
     assert sorted(p.name for p in out.iterdir()) == ["tiny-run.onnx", "tiny-run.pt2"]  # no temporary left behind
