@@ -85,6 +85,12 @@ def rescore_and_draw(run_id: str, data: MnistData, *, log_dir: str | Path = "log
         "misclassified": utils.plot_misclassified(data.test_images, result, save=save("misclassified")),
         "per_class": utils.plot_per_class(result, save=save("per_class")),
         "confusion_matrix": utils.plot_confusion(result, save=save("confusion_matrix")),
+        # inside the Net: what it learned, what each conv layer makes of one test image, where mistakes looked
+        "conv1_filters": explain.plot_conv1_filters(model, save=save("conv1_filters")),
+        "feature_maps": explain.plot_feature_maps(
+            model, data.test_images[0], explain.receptive_field(Net()), save=save("feature_maps"),
+            title=f"What each conv layer sees: test image 0 (label {int(data.test_labels[0])})"),
+        "saliency": explain.plot_saliency(model, data.test_images, data.test_labels, result, save=save("saliency")),
     }
     command = utils.read_run_info(log_dir / f"{run_id}.json").get("command", "python train.py")
     return RunReport(run_id, command, history, result, figures)
@@ -161,6 +167,18 @@ def results_section(report: RunReport) -> str:
         "![Per-class accuracy](images/per_class.png)",
         "",
         "![Confusion matrix](images/confusion_matrix.png)",
+        "",
+        "### Inside the Net",
+        "",
+        "conv1's 32 learned 3×3 filters; the feature maps of one test image at each conv layer, with the receptive "
+        "field of that layer (from the receptive-field walk above); and saliency maps, |∂ log p / ∂ pixel|, of the "
+        "most confident mistakes: which input pixels moved the decision.",
+        "",
+        "![conv1 filters](images/conv1_filters.png)",
+        "",
+        "![Feature maps of one test image](images/feature_maps.png)",
+        "",
+        "![Saliency of the most confident mistakes](images/saliency.png)",
     ])
 
 

@@ -580,7 +580,7 @@ def update_readme_block(readme: str | Path, name: str, content: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _finish(fig: Figure, save: str | Path | None) -> Figure:
+def save_figure(fig: Figure, save: str | Path | None) -> Figure:
     if save is not None:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(save, dpi=110, bbox_inches="tight", facecolor="white")
@@ -607,7 +607,7 @@ def plot_metrics(history: History | str | Path, save: str | Path | None = None) 
     fig.suptitle(f"Training and {split.lower()} metrics per epoch "
                  f"(final {split.lower()} accuracy {history.eval_acc[-1]:.2f}%)")
     fig.tight_layout()
-    return _finish(fig, save)
+    return save_figure(fig, save)
 
 
 def _image_grid(images: torch.Tensor, titles: list[str], suptitle: str, cols: int = 10,
@@ -628,7 +628,7 @@ def _image_grid(images: torch.Tensor, titles: list[str], suptitle: str, cols: in
 def plot_samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20, save: str | Path | None = None) -> Figure:
     """A grid of the first ``n`` training images with their labels."""
     titles = [f"label {int(y)}" for y in labels[:n]]
-    return _finish(_image_grid(images[:n], titles, "Sample training images with their labels"), save)
+    return save_figure(_image_grid(images[:n], titles, "Sample training images with their labels"), save)
 
 
 def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save: str | Path | None = None) -> Figure:
@@ -640,7 +640,7 @@ def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save
     split = result.split_name.lower()
     fig = _image_grid(images[:n], titles, f"Sample {split} predictions (true / predicted), first {n} {split} images",
                       cols=5, colors=colors)
-    return _finish(fig, save)
+    return save_figure(fig, save)
 
 
 def misclassified(result: EvalResult) -> torch.Tensor:
@@ -662,7 +662,7 @@ def plot_misclassified(images: torch.Tensor, result: EvalResult, n: int = 20,
                 f"({len(idx)} of {result.total:,} wrong; showing {min(n, len(idx))})")
     fig = _image_grid(images[idx[:n].to(images.device)] if len(idx) else images[:0], titles, suptitle, cols=5,
                       colors=["red"] * len(titles))
-    return _finish(fig, save)
+    return save_figure(fig, save)
 
 
 def per_class_accuracy(result: EvalResult) -> list[tuple[int, int, int]]:
@@ -694,7 +694,7 @@ def plot_per_class(result: EvalResult, save: str | Path | None = None) -> Figure
     split = result.split_name.lower()
     ax.set_title(f"Per-class {split} accuracy on all {result.total:,} {split} images (y axis starts above 0)", pad=12)
     fig.tight_layout()
-    return _finish(fig, save)
+    return save_figure(fig, save)
 
 
 def confusion_matrix(result: EvalResult) -> torch.Tensor:
@@ -723,7 +723,7 @@ def plot_confusion(result: EvalResult, save: str | Path | None = None) -> Figure
     ax.set_title(f"Confusion matrix, {result.total:,} {result.split_name.lower()} images ({errors} errors)")
     fig.colorbar(image, ax=ax, label="count + 1 (log scale)")
     fig.tight_layout()
-    return _finish(fig, save)
+    return save_figure(fig, save)
 
 
 def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image: int = 5, seed: int = 0,
@@ -745,4 +745,4 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
                  + (f", shift ±{aug.translate:g}" if aug.translate else "")
                  + (f", zoom {aug.scale[0]:g}-{aug.scale[1]:g}" if aug.scale != (1.0, 1.0) else ""))
     fig.tight_layout()
-    return _finish(fig, save)
+    return save_figure(fig, save)

@@ -137,8 +137,8 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     last = utils.load_history(reference_run)
     assert f"**Final test accuracy: {last.eval_acc[-1]:.2f}%**" in text
     assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
-    assert "Accuracy of 0 - zero :" in text
-    assert len(list((tmp_path / "images").glob("*.png"))) == 7
+    assert "Accuracy of 0 - zero :" in text and "images/saliency.png" in text
+    assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
 
 
 def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path) -> None:

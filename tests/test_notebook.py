@@ -10,7 +10,7 @@ from conftest import ROOT, write_mnist
 from nbclient import NotebookClient
 
 EXPECTED_IMAGES = ("samples", "augmentation", "metric_plot", "predictions", "misclassified", "per_class",
-                   "confusion_matrix")
+                   "confusion_matrix", "conv1_filters", "feature_maps", "saliency")
 
 
 def colab_files() -> list[str]:

@@ -1,0 +1,190 @@
+"""export.py run as a user runs it (a subprocess), and onnx_predict.py without torch, on a tiny trained Net."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, write_mnist
+
+import checkpoint
+import mnist
+import utils
+from model import Net
+
+ort = pytest.importorskip("onnxruntime")  # a guard only: requirements-dev.txt installs it
+onnx = pytest.importorskip("onnx")
+
+import export  # noqa: E402  (after the guards: export.py needs onnx and onnxruntime at run time)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, checkpoint) of a Net trained briefly on 512 synthetic digits: confident predictions."""
+    tmp = tmp_path_factory.mktemp("export")
+    data_dir = tmp / "data"
+    write_mnist(data_dir, 512, 128)
+    data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
+    torch.manual_seed(0)
+    net = Net()
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    loader = utils.DeviceLoader(data.train_images, data.train_labels, 64, shuffle=True)
+    for epoch in (1, 2):
+        for x, y in loader.batches(epoch):
+            optimizer.zero_grad()
+            torch.nn.functional.nll_loss(net(x), y).backward()
+            optimizer.step()
+    ckpt = checkpoint.save_checkpoint(tmp / "ckpt" / "tiny-run.pt", model=net, epoch=2)
+    return data_dir, ckpt
+
+
+def run_export(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "export.py"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, ckpt = trained
+    out = tmp_path / "out"
+    proc = run_export(ckpt, "--out", out, "--data-dir", data_dir, "--no-verify", "--bench",
+                      "--bench-seconds", "0.05", "--threads", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "onnxruntime: 128/128 identical predictions, max |log-prob difference|" in proc.stdout
+    assert "torch.export program: 128/128 identical predictions" in proc.stdout
+    assert "fp32, 1 thread(s): images/s" in proc.stdout
+    assert "| onnxruntime |" in proc.stdout and "\n1000 | " in proc.stdout and "\n1 | " in proc.stdout
+    onnx_path, program_path = out / "tiny-run.onnx", out / "tiny-run.pt2"
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.onnx", "tiny-run.pt2"]  # no temporary left behind
+
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model)
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value  # symbolic: any batch size
+    net = checkpoint.load_trained_net(ckpt)
+    data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
+    session = export.ort_session(onnx_path)
+    program = torch.export.load(str(program_path)).module()
+    for n in (1, 5, 128):
+        x = mnist.normalize(data.test_images[:n])
+        expected = export.torch_log_probs(net, x)
+        assert export.ort_log_probs(session, x).shape == (n, 10)
+        assert np.abs(export.ort_log_probs(session, x) - expected).max() <= export.TOLERANCE
+        assert np.abs(export.torch_log_probs(program, x) - expected).max() <= export.TOLERANCE
+
+
+def test_refuses_to_overwrite(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, ckpt = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny-run.pt2").write_bytes(b"the user's own file")
+    proc = run_export(ckpt, "--out", out, "--data-dir", data_dir, "--no-verify", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"export.py: error: {out / 'tiny-run.pt2'} already exists; export.py never overwrites a file: "
+        "delete it or pass --out DIR"]
+    assert (out / "tiny-run.pt2").read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.pt2"]  # nothing else was written either
+
+
+def test_export_onnx_never_replaces_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "net.onnx"
+    target.write_text("keep me")
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export_onnx(Net().eval(), target)
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "foreign"])
+def test_bad_checkpoint_is_a_one_line_error_with_exit_2(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "bad.pt"
+    if kind == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif kind == "foreign":
+        torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": torch.nn.Linear(2, 2).state_dict()}, path)
+    proc = run_export(path, "--data-dir", tmp_path / "no-data", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"export.py: error: {path}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_a_differing_export_fails_the_check(trained: tuple[Path, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    data_dir, ckpt = trained
+    real = export.ort_log_probs
+    monkeypatch.setattr(export, "ort_log_probs", lambda session, x: real(session, x) + 1e-3)
+    status = export.main([str(ckpt), "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-verify",
+                          "--no-program"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "onnxruntime: 128/128 identical predictions" in out and "FAILED" in out
+
+
+def test_compare_counts_differing_predictions() -> None:
+    a = np.log(np.array([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], dtype=np.float32))
+    b = np.log(np.array([[0.7, 0.3], [0.6, 0.4], [0.5, 0.5]], dtype=np.float32))
+    result = export.compare("x", a, b, np.array([0, 0, 1]))
+    assert (result.identical, result.total, result.correct) == (2, 3, 2)
+    assert result.max_abs_diff == pytest.approx(np.log(0.6) - np.log(0.4))
+    assert not result.ok and export.compare("y", a, a, np.zeros(3)).ok
+
+
+def test_inference_speed_rows(trained: tuple[Path, Path]) -> None:
+    data_dir, ckpt = trained
+    data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
+    rows = export.inference_speed(checkpoint.load_trained_net(ckpt), data.test_images, batch_sizes=(64, 1),
+                                  min_seconds=0.02)
+    assert [(r.runtime, r.batch_size) for r in rows] == [("PyTorch", 64), ("onnxruntime", 64),
+                                                          ("PyTorch", 1), ("onnxruntime", 1)]
+    assert all(r.images_per_second > 0 for r in rows)
+    table = export.format_speed(rows)
+    assert "batch size | PyTorch | onnxruntime" in table and "\n64 | " in table
+
+
+NO_TORCH = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now fails
+sys.path.insert(0, sys.argv[1])
+import onnx_predict
+status = onnx_predict.main(sys.argv[2:])
+assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m is not None], "torch was imported"
+sys.exit(status)
+"""
+
+
+def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, ckpt = trained
+    onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")
+    data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
+    images = data.test_images[:20]
+    np.save(tmp_path / "digits.npy", images.numpy())
+    from PIL import Image
+
+    Image.fromarray(255 - images[0].numpy()).resize((84, 84)).save(tmp_path / "dark-on-light.png")
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT), str(onnx_path), str(tmp_path / "digits.npy"),
+                           str(tmp_path / "dark-on-light.png")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = checkpoint.load_trained_net(ckpt)(mnist.normalize(images)).argmax(dim=1).tolist()
+    lines = proc.stdout.strip().splitlines()
+    assert [int(line.split(": ")[1].split()[0]) for line in lines[:20]] == expected
+    assert lines[0].startswith("digits.npy[0]: ") or lines[0].startswith(f"{tmp_path / 'digits.npy'}[0]: ")
+    assert lines[20].startswith(f"{tmp_path / 'dark-on-light.png'}: {expected[0]} (probability ")
+
+    missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT), str(tmp_path / "none.onnx"), "x.npy"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert missing.returncode == 2 and "cannot load the model" in missing.stderr
+
+
+def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, ckpt = trained
+    proc = run_export(ckpt, "--out", tmp_path / "out", "--data-dir", tmp_path / "no-data", "--skip-compare",
+                      "--no-program", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny-run.onnx"]
+    assert "identical predictions" not in proc.stdout and not (tmp_path / "no-data").exists()
