@@ -40,10 +40,11 @@ WORK_SIDE = 640  # files larger than this (longer side, px) are reduced while be
 GRID = 32  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
 MIN_CONTRAST = 0.1  # ink must be at least 10% darker than the paper around it, else the image is empty
 INK = 0.3  # after flattening, a pixel above this fraction of the ink's strength counts for the crop box
+TRIM = 0.005  # the crop box may leave out this fraction of the ink's mass at each side (specks)
 FLOOR = 0.15  # at MID px, ink fainter than this fraction of the strongest is taken as paper
 MID = 80  # strokes are measured and thickened at this size (4x the 20-px box)
 PEN = 2.7  # MNIST's median stroke width at the 20-px box, in px (measured on MNIST train by pen_width)
-UNCERTAIN_BELOW = 0.8  # a top probability below this is reported as uncertain (chosen on realworld.py's set)
+UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain (chosen on realworld.py's set)
 
 # EXIF orientation -> the transpose that shows the picture upright (as PIL.ImageOps.exif_transpose)
 _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -166,17 +167,35 @@ def _kth_largest(a: np.ndarray, per: int = 2000) -> float:
     return float(np.partition(a.ravel(), a.size - k)[a.size - k])
 
 
-def _dark_ink(gray: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper: the paper is most of the picture (the median), the ink is the
-    far tail on one side. Unlike the border's brightness this holds under shadows and on grey paper."""
-    lo, mid, hi = np.percentile(gray, [0.1, 50, 99.9])
-    return mid - lo >= hi - mid
-
-
 def _window(a: np.ndarray, r: int, reduce) -> np.ndarray:
     """Max or min (``reduce``) over the (2r+1)^2 neighbourhood of each cell, edges repeated."""
     padded = np.pad(a, r, mode="edge")
     return reduce(sliding_window_view(padded, (2 * r + 1, 2 * r + 1)), axis=(2, 3))
+
+
+def _grid(a: np.ndarray, reduce) -> np.ndarray:
+    """``reduce`` (max or median) of each cell of a grid of at most ``GRID`` x ``GRID`` cells over the picture."""
+    h, w = a.shape
+    cell = max(1, -(-max(h, w) // GRID))
+    rows, cols = -(-h // cell), -(-w // cell)
+    padded = np.pad(a, ((0, rows * cell - h), (0, cols * cell - w)), mode="edge")
+    return reduce(padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=2)
+
+
+def _spread(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grid values smoothed (3x3 cells) and interpolated back to every pixel of ``shape``."""
+    cells = _window(cells, 1, np.mean)  # soften the cells' steps before interpolating
+    return np.asarray(Image.fromarray(cells.astype(np.float32), "F").resize(shape[::-1], Image.Resampling.BILINEAR))
+
+
+def _dark_ink(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the far tail of the picture's difference from its local
+    median (the paper, as ink covers less than half of any large neighbourhood) is on the dark side.
+    Unlike the border's or the picture's brightness, this holds when a shadow covers most of the sheet."""
+    cells = _grid(gray, np.median)
+    local = _spread(_window(cells, max(1, max(cells.shape) // 4), np.median), gray.shape)  # half the picture
+    lo, hi = np.percentile(gray - local, [0.1, 99.9])
+    return -lo >= hi
 
 
 def paper_light(paper: np.ndarray) -> np.ndarray:
@@ -186,15 +205,9 @@ def paper_light(paper: np.ndarray) -> np.ndarray:
     the cell), then a max filter that bridges strokes up to ~1/4 of the picture wide and a min filter
     that undoes the max filter's spread; a smooth ramp (a soft shadow) passes through unchanged.
     """
-    h, w = paper.shape
-    cell = max(1, -(-max(h, w) // GRID))
-    rows, cols = -(-h // cell), -(-w // cell)
-    padded = np.pad(paper, ((0, rows * cell - h), (0, cols * cell - w)), mode="edge")
-    cells = padded.reshape(rows, cell, cols, cell).max(axis=(1, 3))
-    r = max(1, max(rows, cols) // 8)
-    cells = _window(_window(cells, r, np.max), r, np.min)
-    cells = _window(cells, 1, np.mean)  # soften the cells' steps before interpolating
-    return np.asarray(Image.fromarray(cells.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
+    cells = _grid(paper, np.max)
+    r = max(1, max(cells.shape) // 8)
+    return _spread(_window(_window(cells, r, np.max), r, np.min), paper.shape)
 
 
 def flatten(gray: np.ndarray) -> np.ndarray:
@@ -206,6 +219,14 @@ def flatten(gray: np.ndarray) -> np.ndarray:
     """
     paper = gray if _dark_ink(gray) else 255 - gray
     return 1 - paper / np.maximum(paper_light(paper), 1)  # not clipped: paper noise keeps a zero mean
+
+
+def _plain_ink(gray: np.ndarray) -> np.ndarray:
+    """Ink strength 0..1 with the border's median as the paper (inverted when the border is light): the
+    fallback for a picture that is mostly ink, where no paper is left to estimate the light from."""
+    ink = 255 - gray if np.median(_border(gray)) > 127 else gray
+    paper = float(np.median(_border(ink)))
+    return (ink - paper) / max(float(ink.max()) - paper, 1.0)
 
 
 def _resize(a: np.ndarray, longer: int) -> np.ndarray:
@@ -223,22 +244,43 @@ def _smooth(a: np.ndarray) -> np.ndarray:
     return sum(p[y : y + h, x : x + w] for y in range(3) for x in range(3)) / 9
 
 
-def _crop(ink: np.ndarray) -> np.ndarray | None:
-    """The ink's bounding box, or None when there is no ink (too faint).
+def _crop(ink: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The ink's bounding box with the paper level subtracted, and the paper's noise (std); None if no ink.
 
     A pixel is ink when, smoothed, it exceeds ``INK`` of the ink's strength and the paper's noise 5 times
-    over (noise: the median absolute deviation, as most pixels are paper); specks of noise on grey,
-    grainy paper then do not widen the box.
+    over (noise: see ``_paper_level``); the box holds all but ``TRIM``
+    of the ink's mass at each side, so specks of noise on grey, grainy paper do not widen it.
     """
     smooth = _smooth(ink)
-    paper = float(np.median(smooth))
-    noise = 1.4826 * float(np.median(np.abs(smooth - paper)))
+    paper, spread = _paper_level(smooth)
     strength = _kth_largest(smooth) - paper
     if strength < MIN_CONTRAST:
         return None
-    mask = smooth > paper + max(INK * strength, 5 * noise)
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    weight = np.where(smooth > paper + max(INK * strength, 5 * spread), smooth - paper, 0)
+    if not weight.any():  # nothing stands out of the paper's grain
+        return None
+    top, bottom = _span(weight.sum(1))
+    left, right = _span(weight.sum(0))
+    noise = _paper_level(ink)[1]  # unsmoothed, for the later floor
+    return ink[top : bottom + 1, left : right + 1] - paper, noise
+
+
+def _paper_level(a: np.ndarray) -> tuple[float, float]:
+    """The paper's level and noise (std) in a flattened picture, from its lightest quarter (ink lies on the
+    other side, so a bold digit covering half of the picture does not count) or from its border if lower.
+    (For Gaussian noise the 5th and 25th percentiles lie 1.645 and 0.674 std below the mean.)"""
+    p5, p25 = np.percentile(a, [5, 25])
+    grain = (p25 - p5) / (1.645 - 0.674)
+    edge = _border(a)  # mostly paper too: the better hint when a bold digit fills most of a tight crop
+    mid = float(np.median(edge))
+    return min(float(p25 + 0.674 * grain), mid), min(float(grain), 1.4826 * float(np.median(np.abs(edge - mid))))
+
+
+def _span(profile: np.ndarray) -> tuple[int, int]:
+    """First and last index inside the middle of the ink's mass, ``TRIM`` left out at each end: a few
+    far-off specks (grain, dust) hold almost no mass, a digit's stroke ends lose under a pixel."""
+    cum = np.cumsum(profile) / profile.sum()
+    return int(np.searchsorted(cum, TRIM)), int(min(np.searchsorted(cum, 1 - TRIM), len(cum) - 1))
 
 
 def pen_width(ink: np.ndarray) -> float:
@@ -295,12 +337,16 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
         if gray.max() - np.median(_border(gray)) < MIN_CONTRAST * 255:
             raise ImageError(f"{name} is an empty image: no ink, it is (nearly) all one colour")
         return torch.from_numpy(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
-    ink = _crop(flatten(gray))
-    if ink is None:
+    found = _crop(flatten(gray)) or _crop(_plain_ink(gray))
+    if found is None:
         raise ImageError(f"{name} is an empty image: no ink, it is (nearly) all one colour")
+    ink, noise = found
+    noise /= max(1.0, max(ink.shape) / MID)  # averaging f x f pixels into one divides the noise by f
     ink = _resize(ink, MID)
-    ink = ink / max(_kth_largest(ink, per=400), 1e-6)  # the reduction faded thin lines: stretch again
-    ink = np.clip((ink - FLOOR) / (1 - FLOOR), 0, 1)  # what is fainter is paper noise: thickening would spread it
+    top = max(_kth_largest(ink, per=400), 1e-6)
+    ink = ink / top  # the reduction faded thin lines: stretch again
+    floor = min(0.5, max(FLOOR, 3 * noise / top))  # fainter is paper grain: thickening would spread it
+    ink = np.clip((ink - floor) / (1 - floor), 0, 1)
     digit = np.clip(_resize(_thicken(ink), BOX), 0, None)
     digit = np.rint(digit * (255 / max(float(digit.max()), 1e-6))).astype(np.uint8)  # full contrast after scaling
     return torch.from_numpy(_centre(digit))

@@ -305,8 +305,30 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path) -> Path:
     logs.mkdir(parents=True, exist_ok=True)
     report = logs / f"realworld-{datetime.now():%Y%m%d-%H%M%S}.md"
     report.write_text(text)
-    print(f"wrote {report}")
+    picture(out, rows, read, report.with_suffix(".png"))
+    print(f"wrote {report} and {report.with_suffix('.png')}")
     return report
+
+
+def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -> None:
+    """A few inputs of each category (top) above what the Net sees (the 28x28 after preprocessing)."""
+    cats = [c for c in (*CATEGORIES, "scan") if any(r["category"] == c for r in rows)]
+    tile = 112
+    sheet = Image.new("L", (tile * per * len(cats), tile * 2 + 16), 255)
+    draw = ImageDraw.Draw(sheet)
+    for j, cat in enumerate(cats):
+        found = [i for i, r in enumerate(rows) if r["category"] == cat and isinstance(read[i], torch.Tensor)]
+        picks = found[:: max(1, len(found) // per)][:per]  # spread over fonts and digits
+        draw.text((j * per * tile + 4, 2), cat, fill=0)
+        for k, i in enumerate(picks):
+            with Image.open(out / rows[i]["file"]) as img:
+                img = img.convert("L")
+                img.thumbnail((tile - 4, tile - 4))
+            x = (j * per + k) * tile
+            sheet.paste(img, (x + 2, 16))
+            sheet.paste(Image.fromarray(read[i].numpy()).resize((tile - 4, tile - 4), Image.Resampling.NEAREST),
+                        (x + 2, 16 + tile))
+    sheet.save(path)
 
 
 def speed(checkpoint: Path | None, count: int) -> None:

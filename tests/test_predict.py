@@ -374,3 +374,42 @@ def test_no_checkpoint_and_bad_checkpoints_exit_2(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit) as usage:  # no image named
         predict.main([])
     assert usage.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_folder_with_nan_pixels_and_broken_links_reports_each_file(trained: tuple[Net, Path], tmp_path: Path) -> None:
+    _, checkpoint = trained
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    draw_digit(7).save(folder / "a_seven.png")
+    nan = np.asarray(draw_digit(1), dtype=np.float32) / 255
+    nan[5, 5] = np.nan
+    Image.fromarray(nan, "F").save(folder / "b_nan.tif")
+    Image.fromarray(np.asarray(draw_digit(1), dtype=np.float32) / 255, "F").save(folder / "c_float.tif")  # 0..1
+    os.symlink(folder / "gone.png", folder / "d_dangling.png")
+    os.symlink(folder / "e_loop.png", folder / "e_loop.png")
+    proc = run_predict("--checkpoint", checkpoint, folder, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line.split(": ")[0] for line in proc.stdout.splitlines()] == [str(folder / "a_seven.png"),
+                                                                          str(folder / "c_float.tif")]
+    assert proc.stdout.splitlines()[1].split(": ")[1].startswith("1 (probability")
+    for gist in ("b_nan.tif has NaN or infinite pixel values", "d_dangling.png is a broken symbolic link",
+                 "e_loop.png is a symbolic link loop"):
+        assert gist in proc.stderr, proc.stderr
+    assert proc.stderr.count("error: ") == 3
+    results = json.loads(run_predict("--json", "--checkpoint", checkpoint, folder, cwd=tmp_path).stdout)
+    assert [("error" in r) for r in results] == [False, True, False, True, True]
+
+
+def test_uncertain_answers_are_marked_in_text_and_json(trained: tuple[Net, Path], tmp_path: Path) -> None:
+    _, checkpoint = trained
+    unsure = Net()
+    torch.nn.init.zeros_(unsure.fc2.weight)  # every digit equally likely: probability 0.1
+    torch.nn.init.zeros_(unsure.fc2.bias)
+    vague = utils.save_checkpoint(tmp_path / "vague.pt", unsure)
+    draw_digit(7).save(tmp_path / "seven.png")
+    sure = json.loads(run_predict("--json", "--checkpoint", checkpoint, tmp_path / "seven.png", cwd=tmp_path).stdout)
+    assert sure[0]["digit"] == 7 and sure[0]["uncertain"] is (sure[0]["probability"] < digits.UNCERTAIN_BELOW)
+    vague_json = json.loads(run_predict("--json", "--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout)
+    assert vague_json[0]["uncertain"] is True and vague_json[0]["probability"] == pytest.approx(0.1, abs=1e-3)
+    text = run_predict("--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout
+    assert "(probability 0.100, uncertain; top 3: " in text
