@@ -24,6 +24,7 @@ from conftest import ROOT, synthetic_digits
 from PIL import Image, ImageDraw
 
 import checkpoint
+import digits
 import mnist
 import predict
 from model import Net
@@ -70,7 +71,7 @@ def drawn_dataset(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     """Jittered drawings of each class in CLASSES, through predict's own preprocessing."""
     rng = np.random.default_rng(seed)
     labels = [c for _ in range(n_per_class) for c in CLASSES]
-    images = [predict.preprocess(np.asarray(jittered_digit(c, rng), dtype=np.float64)) for c in labels]
+    images = [digits.preprocess(np.asarray(jittered_digit(c, rng), dtype=np.float64)) for c in labels]
     return torch.stack(images), torch.tensor(labels)
 
 
@@ -113,8 +114,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
             loss.backward()
             optimizer.step()
         held_out, held_labels = drawn_dataset(50, seed=1)
-        train_acc = np.mean([p.digit == y for p, y in zip(predict.predict(net, images), labels.tolist(), strict=True)])
-        held_acc = np.mean([p.digit == y for p, y in zip(predict.predict(net, held_out), held_labels.tolist(),
+        train_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, images), labels.tolist(), strict=True)])
+        held_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, held_out), held_labels.tolist(),
                                                           strict=True)])
     assert train_acc >= 0.98 and held_acc >= 0.95, f"the test's Net did not learn: {train_acc=} {held_acc=}"
     path = checkpoint.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "drawn.pt", model=net)
@@ -146,7 +147,7 @@ def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
 def test_preprocess_makes_an_mnist_style_digit(digit: int, tmp_path: Path) -> None:
     path = tmp_path / f"{digit}.png"
     draw_digit(digit).save(path)
-    out = predict.read_image(path)
+    out = digits.read_image(path)
     assert out.shape == (28, 28) and out.dtype == torch.uint8
     rows, cols = torch.nonzero(out, as_tuple=True)
     height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
@@ -163,13 +164,13 @@ def test_light_and_dark_backgrounds_give_the_same_digit(tmp_path: Path) -> None:
     dark_ink.save(tmp_path / "dark.png")
     light_ink.save(tmp_path / "light.png")
     assert np.asarray(dark_ink)[0, 0] == 255 and np.asarray(light_ink)[0, 0] == 0
-    assert torch.equal(predict.read_image(tmp_path / "dark.png"), predict.read_image(tmp_path / "light.png"))
+    assert torch.equal(digits.read_image(tmp_path / "dark.png"), digits.read_image(tmp_path / "light.png"))
 
 
 def test_modes_and_formats_read_alike(tmp_path: Path) -> None:
     gray = draw_digit(1, size=(240, 180), slant=0.1)
     gray.save(tmp_path / "gray.png")
-    reference = predict.read_image(tmp_path / "gray.png")
+    reference = digits.read_image(tmp_path / "gray.png")
     gray.convert("RGB").save(tmp_path / "rgb.bmp")
     gray.convert("P").save(tmp_path / "palette.png")
     Image.fromarray(np.asarray(gray).astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 16-bit grey
@@ -177,10 +178,10 @@ def test_modes_and_formats_read_alike(tmp_path: Path) -> None:
     transparent.putalpha(Image.eval(gray, lambda v: 255 - v))
     transparent.save(tmp_path / "transparent.png")
     for name in ("rgb.bmp", "palette.png", "sixteen.png", "transparent.png"):
-        assert torch.equal(predict.read_image(tmp_path / name), reference), name
-    assert torch.equal(predict.preprocess(gray), reference)  # an in-memory PIL image
+        assert torch.equal(digits.read_image(tmp_path / name), reference), name
+    assert torch.equal(digits.preprocess(gray), reference)  # an in-memory PIL image
     gray.convert("RGB").save(tmp_path / "photo.jpg", quality=85)  # lossy: close, not equal
-    diff = (predict.read_image(tmp_path / "photo.jpg").float() - reference.float()).abs().mean()
+    diff = (digits.read_image(tmp_path / "photo.jpg").float() - reference.float()).abs().mean()
     assert diff < 8, diff
 
 
@@ -188,9 +189,9 @@ def test_a_28x28_image_with_dark_background_is_taken_as_mnist(tmp_path: Path) ->
     images, _ = synthetic_digits(3, seed=5)  # bars off-centre: re-centring would move them
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
-        assert np.array_equal(predict.read_image(tmp_path / f"{i}.png").numpy(), image)
+        assert np.array_equal(digits.read_image(tmp_path / f"{i}.png").numpy(), image)
     Image.fromarray(255 - images[0]).save(tmp_path / "light.png")  # dark ink on white: preprocessed
-    assert not np.array_equal(predict.read_image(tmp_path / "light.png").numpy(), images[0])
+    assert not np.array_equal(digits.read_image(tmp_path / "light.png").numpy(), images[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,13 +236,13 @@ def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], t
     for i, image in enumerate(images):
         Image.fromarray(image).save(folder / f"{i:03d}.png")  # 28x28 greyscale PNG
     files = sorted(folder.iterdir())
-    from_files = torch.stack([predict.read_image(p) for p in files])
+    from_files = torch.stack([digits.read_image(p) for p in files])
     assert torch.equal(from_files, torch.from_numpy(images))
     with one_thread():
-        by_tensor = predict.predict(net, torch.from_numpy(images))
-        by_files = predict.predict(net, from_files)
-        by_numpy_4d = predict.predict(net, images[:, None])
-        by_float = predict.predict(net, torch.from_numpy(images).float() / 255)
+        by_tensor = digits.predict(net, torch.from_numpy(images))
+        by_files = digits.predict(net, from_files)
+        by_numpy_4d = digits.predict(net, images[:, None])
+        by_float = digits.predict(net, torch.from_numpy(images).float() / 255)
     assert [p.digit for p in by_files] == [p.digit for p in by_tensor] == [p.digit for p in by_numpy_4d]
     assert [p.digit for p in by_float] == [p.digit for p in by_tensor]
     np.testing.assert_allclose([p.probability for p in by_files], [p.probability for p in by_tensor], atol=1e-6)
@@ -258,16 +259,16 @@ def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], t
 def test_predict_returns_digit_probability_and_top3(trained: tuple[Net, Path]) -> None:
     net, _ = trained
     images, _ = drawn_dataset(2, seed=3)
-    results = predict.predict(net, images)
+    results = digits.predict(net, images)
     assert len(results) == 6
     for r in results:
         assert isinstance(r.digit, int) and 0 <= r.digit <= 9
         assert len(r.top3) == 3 and r.top3[0] == (r.digit, r.probability)
         probs = [p for _, p in r.top3]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
-    [single] = predict.predict(net, images[0])  # one (28, 28) image
+    [single] = digits.predict(net, images[0])  # one (28, 28) image
     assert single.digit == results[0].digit and single.probability == pytest.approx(results[0].probability, abs=1e-5)
-    assert predict.predict(net, images[:0]) == []
+    assert digits.predict(net, images[:0]) == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,8 +285,8 @@ def test_predict_returns_digit_probability_and_top3(trained: tuple[Net, Path]) -
 ])
 def test_bad_image_files_are_clear_errors(make, message: str, tmp_path: Path) -> None:
     make(tmp_path / "bad.png")
-    with pytest.raises(predict.ImageError, match=re.escape(message)):
-        predict.read_image(tmp_path / "bad.png")
+    with pytest.raises(digits.ImageError, match=re.escape(message)):
+        digits.read_image(tmp_path / "bad.png")
 
 
 def _png_bytes() -> bytes:
@@ -295,10 +296,10 @@ def _png_bytes() -> bytes:
 
 
 def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(predict.ImageError, match=r"nothere\.png: no such file"):
-        predict.read_image(tmp_path / "nothere.png")
-    with pytest.raises(predict.ImageError, match=r"scan is an empty image \(zero size\)"):
-        predict.preprocess(np.zeros((0, 40)), "scan")
+    with pytest.raises(digits.ImageError, match=r"nothere\.png: no such file"):
+        digits.read_image(tmp_path / "nothere.png")
+    with pytest.raises(digits.ImageError, match=r"scan is an empty image \(zero size\)"):
+        digits.preprocess(np.zeros((0, 40)), "scan")
 
 
 @pytest.mark.parametrize(("images", "message"), [
@@ -311,7 +312,7 @@ def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
 ])
 def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        predict.predict(Net().eval(), images)
+        digits.predict(Net().eval(), images)
 
 
 def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], tmp_path: Path) -> None:
@@ -351,7 +352,7 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
         "a_seven.png", "b_one.png", "c_notes.txt", "d_fake.png", "e_empty.png", "f_blank.png", "g_cut.png"]
     assert [r.get("digit") for r in results[:2]] == [7, 1]
     for r in results[:2]:
-        assert set(r) == {"file", "digit", "probability", "top3"} and "error" not in r
+        assert set(r) == {"file", "digit", "probability", "top3", "uncertain"} and "error" not in r
         assert len(r["top3"]) == 3 and r["top3"][0] == [r["digit"], r["probability"]]
     for r in results[2:]:
         assert set(r) == {"file", "error"} and r["file"] in r["error"]
@@ -374,3 +375,42 @@ def test_no_checkpoint_and_bad_checkpoints_exit_2(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit) as usage:  # no image named
         predict.main([])
     assert usage.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_folder_with_nan_pixels_and_broken_links_reports_each_file(trained: tuple[Net, Path], tmp_path: Path) -> None:
+    _, ckpt = trained
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    draw_digit(7).save(folder / "a_seven.png")
+    nan = np.asarray(draw_digit(1), dtype=np.float32) / 255
+    nan[5, 5] = np.nan
+    Image.fromarray(nan, "F").save(folder / "b_nan.tif")
+    Image.fromarray(np.asarray(draw_digit(1), dtype=np.float32) / 255, "F").save(folder / "c_float.tif")  # 0..1
+    os.symlink(folder / "gone.png", folder / "d_dangling.png")
+    os.symlink(folder / "e_loop.png", folder / "e_loop.png")
+    proc = run_predict("--checkpoint", ckpt, folder, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line.split(": ")[0] for line in proc.stdout.splitlines()] == [str(folder / "a_seven.png"),
+                                                                          str(folder / "c_float.tif")]
+    assert proc.stdout.splitlines()[1].split(": ")[1].startswith("1 (probability")
+    for gist in ("b_nan.tif has NaN or infinite pixel values", "d_dangling.png is a broken symbolic link",
+                 "e_loop.png is a symbolic link loop"):
+        assert gist in proc.stderr, proc.stderr
+    assert proc.stderr.count("error: ") == 3
+    results = json.loads(run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path).stdout)
+    assert [("error" in r) for r in results] == [False, True, False, True, True]
+
+
+def test_uncertain_answers_are_marked_in_text_and_json(trained: tuple[Net, Path], tmp_path: Path) -> None:
+    _, ckpt = trained
+    unsure = Net()
+    torch.nn.init.zeros_(unsure.fc2.weight)  # every digit equally likely: probability 0.1
+    torch.nn.init.zeros_(unsure.fc2.bias)
+    vague = checkpoint.save_checkpoint(tmp_path / "vague.pt", model=unsure)
+    draw_digit(7).save(tmp_path / "seven.png")
+    sure = json.loads(run_predict("--json", "--checkpoint", ckpt, tmp_path / "seven.png", cwd=tmp_path).stdout)
+    assert sure[0]["digit"] == 7 and sure[0]["uncertain"] is (sure[0]["probability"] < digits.UNCERTAIN_BELOW)
+    vague_json = json.loads(run_predict("--json", "--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout)
+    assert vague_json[0]["uncertain"] is True and vague_json[0]["probability"] == pytest.approx(0.1, abs=1e-3)
+    text = run_predict("--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout
+    assert "(probability 0.100, uncertain; top 3: " in text

@@ -1,0 +1,172 @@
+"""digits.py: preprocessing that copes with shadows, thin pens and dark paper; reading odd and hostile files.
+
+Every image is drawn here (with test_predict's ``draw_digit`` or PIL); nothing is downloaded, nothing is timed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_digits
+from PIL import Image, ImageDraw
+from test_predict import draw_digit
+
+import digits
+import realworld
+
+
+def ink_box(out: torch.Tensor, level: int = 60) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the pixels above ``level`` in a 28x28 output."""
+    rows, cols = torch.nonzero(out > level, as_tuple=True)
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def shade(img: Image.Image, depth: float = 0.45) -> np.ndarray:
+    """The picture's grey levels under a soft shadow: the light falls by ``depth`` towards the right."""
+    gray = np.asarray(img, dtype=np.float64)
+    x = np.linspace(-1, 1, gray.shape[1])
+    return gray * (1 - depth / (1 + np.exp(-x / 0.15)))[None, :]
+
+
+def test_a_shadow_does_not_grow_the_crop_box() -> None:
+    img = draw_digit(7, size=(400, 400), thickness=20, box=(0.35, 0.3, 0.65, 0.7))
+    clean, shadowed = digits.preprocess(img), digits.preprocess(shade(img))
+    assert shadowed.shape == (28, 28) and shadowed.max() >= 250
+    top, bottom, left, right = ink_box(shadowed)
+    assert max(bottom - top, right - left) + 1 in (19, 20, 21)  # the digit fills the 20-px box, not a grey wedge
+    assert ink_box(shadowed) == ink_box(clean)
+    assert (shadowed.float() - clean.float()).abs().mean() < 6
+
+
+def test_paper_light_follows_a_shadow_and_ignores_the_ink() -> None:
+    img = draw_digit(0, size=(300, 300), thickness=25)
+    shaded = shade(img, depth=0.4)
+    light = digits.paper_light(shaded)
+    paper_only = shade(Image.new("L", img.size, 255), depth=0.4)
+    assert np.abs(light - paper_only).max() < 0.06 * 255  # within 6% of the true light, on the strokes too
+
+
+def test_a_one_pixel_line_on_a_large_canvas_survives() -> None:
+    img = Image.new("L", (1200, 1600), 235)
+    draw = ImageDraw.Draw(img)
+    draw.line([(450, 300), (750, 300), (520, 1300)], fill=30, width=1)  # a 7 with a 1 px pen
+    out = digits.preprocess(img)
+    assert out.max() >= 250  # contrast stretched after the reduction, not before
+    assert digits.pen_width(out.numpy() / 255) >= 1.8  # a stroke as wide as MNIST's, not a faint trace
+    top, bottom, left, right = ink_box(out)
+    assert bottom - top + 1 >= 19 and right - left + 1 >= 6  # the whole 7 (300 x 1000 px), scaled to the box
+
+
+def test_a_light_digit_on_dark_grey_paper() -> None:
+    reference = digits.preprocess(draw_digit(1, size=(240, 300)))
+    gray = np.asarray(draw_digit(1, size=(240, 300), dark_on_light=False), dtype=np.float64)
+    gray = 40 + gray * (170 - 40) / 255  # chalk-like 170 on a 40 board
+    out = digits.preprocess(gray)
+    assert ink_box(out) == ink_box(reference)
+    assert (out.float() - reference.float()).abs().mean() < 6
+
+
+def test_low_contrast_noisy_paper_keeps_a_tight_box() -> None:
+    rng = np.random.default_rng(0)
+    img = draw_digit(7, size=(300, 300), thickness=14, box=(0.4, 0.35, 0.6, 0.65))
+    gray = 180 - (255 - np.asarray(img, dtype=np.float64)) * 30 / 255 + rng.normal(0, 4, (300, 300))
+    out = digits.preprocess(gray)
+    top, bottom, left, right = ink_box(out)
+    assert max(bottom - top, right - left) + 1 >= 19  # grain on the paper did not widen the crop
+    border = torch.cat([out[0], out[-1], out[:, 0], out[:, -1]])
+    assert border.max() < 40
+
+
+def test_mnist_pngs_round_trip_exactly_also_through_worker_processes(tmp_path: Path) -> None:
+    images, _ = synthetic_digits(80, seed=3)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i:03d}.png")
+    paths = sorted(tmp_path.iterdir())
+    parallel = digits.read_images(paths, workers=2)
+    assert all(isinstance(r, torch.Tensor) for r in parallel)
+    assert np.array_equal(torch.stack(parallel).numpy(), images)
+
+
+def test_nan_and_inf_pixels_are_errors_for_that_file(tmp_path: Path) -> None:
+    a = np.asarray(draw_digit(7), dtype=np.float32) / 255
+    a[10, 10] = np.nan
+    Image.fromarray(a, "F").save(tmp_path / "nan.tif")
+    a[10, 10] = np.inf
+    Image.fromarray(a, "F").save(tmp_path / "inf.tif")
+    for name in ("nan.tif", "inf.tif"):
+        with pytest.raises(digits.ImageError, match=f"{name} has NaN or infinite pixel values"):
+            digits.read_image(tmp_path / name)
+    with pytest.raises(digits.ImageError, match="scan has NaN or infinite pixel values"):
+        digits.preprocess(a * 255, "scan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        digits.to_batch(torch.full((1, 28, 28), float("nan")))
+
+
+def test_float_images_in_0_to_1_are_read_as_such(tmp_path: Path) -> None:
+    img = draw_digit(1)
+    img.save(tmp_path / "eight_bit.png")
+    Image.fromarray(np.asarray(img, dtype=np.float32) / 255, "F").save(tmp_path / "float.tif")
+    float_out = digits.read_image(tmp_path / "float.tif")
+    assert (float_out.float() - digits.read_image(tmp_path / "eight_bit.png").float()).abs().max() <= 1
+
+
+def test_a_failure_inside_preprocessing_is_the_files_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    draw_digit(7).save(tmp_path / "seven.png")
+
+    def broken(gray: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(digits, "flatten", broken)
+    with pytest.raises(digits.ImageError, match=r"seven\.png could not be preprocessed: RuntimeError: boom"):
+        digits.read_image(tmp_path / "seven.png")
+
+
+def test_symlinks_that_lead_nowhere_are_clear_errors(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    os.symlink(tmp_path / "loop_b.png", tmp_path / "loop_a.png")
+    os.symlink(tmp_path / "loop_a.png", tmp_path / "loop_b.png")
+    with pytest.raises(digits.ImageError, match=r"dangling\.png is a broken symbolic link"):
+        digits.read_image(tmp_path / "dangling.png")
+    with pytest.raises(digits.ImageError, match=r"loop_a\.png is a symbolic link loop"):
+        digits.read_image(tmp_path / "loop_a.png")
+
+
+def test_a_huge_one_bit_png_is_read_reduced(tmp_path: Path) -> None:
+    img = Image.new("1", (12000, 12000), 1)
+    ImageDraw.Draw(img).line([(6000, 2000), (6000, 10000)], fill=0, width=600)  # a tall bar: a 1
+    img.save(tmp_path / "huge.png")
+    del img
+    gray = digits.load_gray(tmp_path / "huge.png")
+    assert max(gray.shape) <= digits.WORK_SIDE  # reduced while reading, before any float array
+    out = digits.read_image(tmp_path / "huge.png")
+    top, bottom, left, right = ink_box(out)
+    assert bottom - top + 1 >= 19 and right - left + 1 <= 5
+
+
+def test_prediction_uncertain_flag_follows_the_threshold() -> None:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.LogSoftmax(dim=1))
+    torch.nn.init.zeros_(net[1].weight)
+    torch.nn.init.zeros_(net[1].bias)
+    [unsure] = digits.predict(net, torch.zeros(1, 28, 28, dtype=torch.uint8))  # every digit 0.1
+    assert unsure.uncertain and unsure.probability == pytest.approx(0.1)
+    with torch.no_grad():
+        net[1].bias[3] = 20.0
+    [sure] = digits.predict(net, torch.zeros(1, 28, 28, dtype=torch.uint8))
+    assert sure.digit == 3 and not sure.uncertain
+
+
+def test_realworld_build_writes_files_and_a_manifest(tmp_path: Path) -> None:
+    if realworld.missing_fonts():
+        pytest.skip(f"handwriting fonts not installed (apt-get install {' '.join(realworld.missing_fonts())})")
+    assert realworld.build(tmp_path, per_font=1, n_sklearn=0, seed=0, limit=10) == 10
+    lines = (tmp_path / "manifest.csv").read_text().splitlines()
+    assert lines[0] == "file,label,source,category,style,width,height" and len(lines) == 11
+    rows = [line.split(",") for line in lines[1:]]
+    assert {r[3] for r in rows} == set(realworld.CATEGORIES)
+    for file, label, source, _, _, width, height in rows:
+        with Image.open(tmp_path / file) as img:
+            assert img.size == (int(width), int(height)) and source == "fonts" and label in "0123456789"
