@@ -58,9 +58,9 @@ def bounded(cast: type, low: float | None = None, high: float | None = None, *, 
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
         if low is not None and (value < low or (low_open and value == low)):
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {cast(low)}, got {text}")
         if high is not None and (value > high or (high_open and value == high)):
-            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {high:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {cast(high)}, got {text}")
         return value
 
     return parse

@@ -527,8 +527,11 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
     its checkpoint are created exclusively, so runs that share either folder never write over each other's
     files. Creating them also proves both folders writable before any training starts."""
     log_dir, checkpoint_dir = Path(log_dir), Path(checkpoint_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (log_dir, checkpoint_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a read-only parent, ...
+            raise OSError(f"{folder} cannot be used as an output folder: {exc.strerror or exc}") from None
     base = datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
     for k in range(1, 10_000):
         run_id = base if k == 1 else f"{base}-{k}"
