@@ -37,7 +37,7 @@ import utils
 
 SIDE, BOX = 28, 20  # as in MNIST: the longer side of the digit is 20 px, centred by mass in 28x28
 WORK_SIDE = 640  # files larger than this (longer side, px) are reduced while being read
-GRID = 32  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
+GRID = 16  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
 MIN_CONTRAST = 0.1  # ink must be at least 10% darker than the paper around it, else the image is empty
 INK = 0.3  # after flattening, a pixel above this fraction of the ink's strength counts for the crop box
 TRIM = 0.005  # the crop box may leave out this fraction of the ink's mass at each side (specks)
