@@ -323,7 +323,7 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
 
     Steps: find the ink's side and flatten the paper's light (``flatten``); crop to the ink (> ``INK`` of
     its strength); reduce to ``MID`` px and stretch the contrast again (a thin line faded by the reduction
-    comes back); thicken strokes thinner than MNIST's pen; scale the longer side to 20 px (Lanczos),
+    comes back); thicken strokes thinner than MNIST's pen; scale the longer side to 20 px (area average),
     stretch to 255 and centre by mass in 28x28. A 28x28 image with a dark border is taken as MNIST
     already and returned unchanged. Raises ``ImageError`` for an image with no ink or non-finite values.
     """
