@@ -38,7 +38,7 @@ from mnist import normalize
 
 SIDE, BOX = 28, 20  # as in MNIST: the longer side of the digit is 20 px, centred by mass in 28x28
 WORK_SIDE = 640  # files larger than this (longer side, px) are reduced while being read
-GRID = 32  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
+GRID = 16  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
 MIN_CONTRAST = 0.1  # ink must be at least 10% darker than the paper around it, else the image is empty
 INK = 0.3  # after flattening, a pixel above this fraction of the ink's strength counts for the crop box
 TRIM = 0.005  # the crop box may leave out this fraction of the ink's mass at each side (specks)
@@ -324,7 +324,7 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
 
     Steps: find the ink's side and flatten the paper's light (``flatten``); crop to the ink (> ``INK`` of
     its strength); reduce to ``MID`` px and stretch the contrast again (a thin line faded by the reduction
-    comes back); thicken strokes thinner than MNIST's pen; scale the longer side to 20 px (Lanczos),
+    comes back); thicken strokes thinner than MNIST's pen; scale the longer side to 20 px (area average),
     stretch to 255 and centre by mass in 28x28. A 28x28 image with a dark border is taken as MNIST
     already and returned unchanged. Raises ``ImageError`` for an image with no ink or non-finite values.
     """

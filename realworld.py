@@ -318,7 +318,7 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
     draw = ImageDraw.Draw(sheet)
     for j, cat in enumerate(cats):
         found = [i for i, r in enumerate(rows) if r["category"] == cat and isinstance(read[i], torch.Tensor)]
-        picks = found[:: max(1, len(found) // per)][:per]  # spread over fonts and digits
+        picks = found[:: len(found) // per + 1][:per]  # spread over fonts and digits
         draw.text((j * per * tile + 4, 2), cat, fill=0)
         for k, i in enumerate(picks):
             with Image.open(out / rows[i]["file"]) as img:
