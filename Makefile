@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data train test lint bench bench-quick report notebook colab-zip clean-venv
+.PHONY: setup data train test lint bench bench-quick report notebook colab-zip eval-real clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py mnist.py checkpoint.py utils.py explain.py train.py report.py
 
@@ -49,6 +49,15 @@ report: setup
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
 notebook: setup
 	$(PY) report.py --notebook S5.ipynb $(ARGS)
+
+# predict.py on the project's real-world set (handwriting fonts from Debian packages + scikit-learn's scans):
+# installs the fonts (root, apt), builds realworld/ (git-ignored), writes logs/realworld-<date>.md and .png.
+REAL_FONTS := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-sjfonts fonts-kristi fonts-humor-sans \
+	fonts-dancingscript fonts-kaushanscript fonts-comic-neue
+eval-real: setup
+	dpkg -s $(REAL_FONTS) >/dev/null 2>&1 || (apt-get update && apt-get install -y $(REAL_FONTS))
+	test -f realworld/manifest.csv || $(PY) realworld.py build
+	$(PY) realworld.py eval --readme README.md $(ARGS)
 
 # One file to upload to Colab next to S5.ipynb: the committed modules (git archive: no data, no checkpoints).
 colab-zip:

@@ -29,7 +29,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 import digits
-from checkpoint import load_trained_net
+import utils
+from checkpoint import load_trained_net, newest_checkpoint
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
 FONTS = [
@@ -259,13 +260,11 @@ def build(out: Path, per_font: int, n_sklearn: int, seed: int, limit: int | None
 
 def load_net(checkpoint: Path | None) -> tuple[torch.nn.Module, Path]:
     """The checkpoint's Net (default: the newest in checkpoints/, as predict.py picks it)."""
-    import predict  # a script's helper, used by this script only: the newest checkpoint, as predict.py finds it
-
-    path = checkpoint or predict.newest_checkpoint()
+    path = checkpoint or newest_checkpoint()
     return load_trained_net(path), path
 
 
-def evaluate(out: Path, checkpoint: Path | None, logs: Path) -> Path:
+def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None = None) -> Path:
     """predict.py's path (digits.read_images + digits.predict) on the set; prints and writes a markdown report."""
     net, path = load_net(checkpoint)
     with open(out / "manifest.csv", newline="") as f:
@@ -307,6 +306,11 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path) -> Path:
     report.write_text(text)
     picture(out, rows, read, report.with_suffix(".png"))
     print(f"wrote {report} and {report.with_suffix('.png')}")
+    if readme is not None:  # the summary table and the picture, into the README's realworld block
+        table = lines[2:lines.index("", 4) + 1]  # the checkpoint line and the summary table
+        utils.update_readme_block(readme, "realworld", "\n".join([
+            f"From `{report.as_posix()}` (`python realworld.py eval`):", "", *table,
+            f"![Real-world inputs and the 28x28 the Net sees]({report.with_suffix('.png').as_posix()})"]))
     return report
 
 
@@ -367,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", type=Path, default=Path("realworld"))
     e.add_argument("--checkpoint", type=Path)
     e.add_argument("--log-dir", type=Path, default=Path("logs"))
+    e.add_argument("--readme", type=Path, help="also write the summary into this README's realworld block")
     s = sub.add_parser("speed", help="images/s for small images and 500 px photos")
     s.add_argument("--checkpoint", type=Path)
     s.add_argument("--count", type=int, default=4000)
@@ -378,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python realworld.py build` first",
                   file=sys.stderr)
             return 2
-        evaluate(args.out, args.checkpoint, args.log_dir)
+        evaluate(args.out, args.checkpoint, args.log_dir, args.readme)
         return 0
     speed(args.checkpoint, args.count)
     return 0

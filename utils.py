@@ -636,8 +636,7 @@ def plot_samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20, save: 
 
 def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save: str | Path | None = None) -> Figure:
     """The first ``n`` evaluated images with true and predicted labels (red when wrong)."""
-    probs = result.log_probs[:n].exp()
-    pred = probs.argmax(dim=1)
+    pred = result.log_probs[:n].argmax(dim=1)
     titles = [f"true {int(t)} / pred {int(p)}" for t, p in zip(result.targets[:n], pred, strict=True)]
     colors = ["black" if int(t) == int(p) else "red" for t, p in zip(result.targets[:n], pred, strict=True)]
     split = result.split_name.lower()
