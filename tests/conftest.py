@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +54,17 @@ def cli_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("cli") / "data"
     write_mnist(data_dir, 2048, 256)
     return data_dir
+
+
+def interrupt_when_logged(cmd: list[str], cwd: Path, log_dir: Path, marker: str) -> subprocess.CompletedProcess:
+    """Run ``cmd``, send Ctrl-C (SIGINT) once its run log in ``log_dir`` shows ``marker``, wait for it to exit."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list(log_dir.glob("*.log"))
+        if logs and marker in logs[0].read_text():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    return subprocess.CompletedProcess(cmd, proc.returncode, output, "")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, interrupt_when_logged
 
 import checkpoint
 import mnist
@@ -86,15 +83,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
 ) -> None:
     cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
            "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        logs = list((tmp_path / "logs").glob("*.log"))
-        if logs and "Epoch 2" in logs[0].read_text():
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGINT)
-    output = proc.communicate(timeout=300)[0]
+    proc = interrupt_when_logged(cmd, tmp_path, tmp_path / "logs", "Epoch 2")
+    output = proc.stdout
     assert proc.returncode == 130, output
     assert "Interrupted at epoch" in output and "--resume" in output
     ckpt = only(tmp_path / "ckpt", "*.pt")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, write_mnist
+from conftest import ROOT, interrupt_when_logged, write_mnist
 
 import checkpoint
 import train
@@ -49,16 +48,8 @@ def test_the_printed_resume_command_resumes_verbatim(cli_mnist: Path, tmp_path: 
     the same data into the same folders, with the numbers of an uninterrupted run."""
     common = ("--data-dir", str(cli_mnist), "--no-verify", "--log-dir", "out/logs", "--checkpoint-dir", "out/ckpt",
               "--batch-size", "64", "--test-batch-size", "128", "--epochs", "2", "--seed", "5")
-    proc = subprocess.Popen(train_cmd(*common), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        logs = list((tmp_path / "out" / "logs").glob("*.log"))
-        if logs and "Train: Loss=" in logs[0].read_text():
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGINT)
-    output = proc.communicate(timeout=300)[0]
+    proc = interrupt_when_logged(train_cmd(*common), tmp_path, tmp_path / "out" / "logs", "Train: Loss=")
+    output = proc.stdout
     assert proc.returncode == 130, output
     printed = output.split("Continue with: ", 1)[1].splitlines()[0]
     words = shlex.split(printed)
