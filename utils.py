@@ -38,10 +38,9 @@ from mnist import CLASS_NAMES, atomic_write_bytes, normalize
 class Augment:
     """Random affine augmentation, one warp per image.
 
-    The seed's transforms are ``RandomApply([CenterCrop(22)], p=0.1)``, ``Resize(28)`` and
-    ``RandomRotation(±15°, fill=0)``: ``Augment()`` does exactly that. ``translate`` (fraction
-    of the image) and ``scale`` add mild shifts and zooms on top.
-    """
+    The seed's transforms are ``RandomApply([CenterCrop(22)], p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°,
+    fill=0)``: ``Augment()`` does exactly that. ``translate`` (fraction of the image) and ``scale`` add mild shifts
+    and zooms on top."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
@@ -441,7 +440,8 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict) -> History:
-        return cls(split=data["split"], **{name: list(data[name]) for name in COLUMNS})
+        split = data.get("split", "test")  # older checkpoints have no split and test_* keys
+        return cls(split=split, **{n: list(data[n] if n in data else data[n.replace("eval", split)]) for n in COLUMNS})
 
 
 def csv_header(split: str) -> list[str]:

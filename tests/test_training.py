@@ -114,6 +114,11 @@ def test_history_csv_round_trip(tmp_path: Path) -> None:
     assert utils.History.from_dict(history.to_dict()) == history
 
 
+def test_history_from_an_older_checkpoint_with_test_keys() -> None:
+    old = {k.replace("eval", "test"): v for k, v in make_history().to_dict().items() if k != "split"}
+    assert utils.History.from_dict(old) == make_history()
+
+
 def test_load_history_rejects_other_csv(tmp_path: Path) -> None:
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a training log CSV"):
