@@ -14,7 +14,7 @@ COLAB_FILES := model.py mnist.py checkpoint.py utils.py explain.py train.py repo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-app.txt
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(VENV)/no-local-wheels
 	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's
