@@ -25,6 +25,7 @@ import itertools
 import math
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -200,8 +201,11 @@ def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
     net = net.eval()
     rf = {row.layer: row.rf_out for row in explain.receptive_field(net)}
 
+    lock = threading.Lock()  # Gradio runs events in threads; feature_maps' hooks must see one image at a time
+
     def update(value: Any) -> list[Any]:
-        result = analyse(net, _sketch_image(value))
+        with lock:
+            result = analyse(net, _sketch_image(value))
         grids = result["feature_maps"] or {}
         return [headline(result), result["probabilities"], result["net_input_large"],
                 *(grids.get(name) for name in explain.CONV_LAYERS), result["saliency"]]

@@ -238,6 +238,7 @@ def shown_digit(tab, digit: int) -> str:
 
 def test_browser_draw_seven_then_one_with_the_mouse(page) -> None:
     assert "Prediction: –" in page.locator("#prediction").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits a phone: no sideways scrolling
     app.draw_in_browser(page, app.SEVEN)
     text = shown_digit(page, 7)
     assert "The Net reads 7" in text or "best guess is 7" in text
