@@ -5,7 +5,7 @@
     python app.py --screenshot images/app.png   # draw a digit in headless Chromium, save a picture of the page
     python app.py --latency                     # draw-to-prediction time of analyse (median of 50 calls)
 
-Draw with the mouse or a finger (or drop a photo of a digit) and the page shows, as you draw: the predicted
+Draw with the mouse or a finger (or drop a photo of a digit) and the page shows, after every stroke: the predicted
 digit, the 10 probabilities, the "uncertain" mark where predict.py would give one, the 28x28 image the Net
 receives after predict.py's preprocessing, the most active feature maps of conv1-conv4 and a saliency map.
 
@@ -212,7 +212,7 @@ def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
 
     with gr.Blocks(title="S5 MNIST: draw a digit") as page:
         gr.Markdown("## Draw a digit\nDraw one digit (0–9) with the mouse or a finger, or drop a photo below. "
-                    "The Net's answer and what it sees update as you draw."
+                    "The Net's answer and what it sees update after every stroke."
                     + (f"\n\nCheckpoint: `{checkpoint_name}`" if checkpoint_name else ""))
         prediction = gr.Markdown(headline(analyse(net, None)), elem_id="prediction")  # above the pad on a phone
         with gr.Row(equal_height=False):
