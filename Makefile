@@ -8,13 +8,13 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data train test lint bench bench-quick report notebook colab-zip eval-real clean-venv
+.PHONY: setup data train test lint bench bench-quick report notebook colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py mnist.py checkpoint.py utils.py explain.py train.py report.py
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-app.txt
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(VENV)/no-local-wheels
 	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's
@@ -58,6 +58,12 @@ eval-real: setup
 	dpkg -s $(REAL_FONTS) >/dev/null 2>&1 || (apt-get update && apt-get install -y $(REAL_FONTS))
 	test -f realworld/manifest.csv || $(PY) realworld.py build
 	$(PY) realworld.py eval --readme README.md $(ARGS)
+
+# The draw-a-digit page (app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
+# extras (requirements-app.txt), installed here, not by setup. ARGS="--checkpoint PATH --port N --host 0.0.0.0".
+app: setup
+	$(PY) -m pip install -r requirements-app.txt
+	$(PY) app.py $(ARGS)
 
 # One file to upload to Colab next to S5.ipynb: the committed modules (git archive: no data, no checkpoints).
 colab-zip:
