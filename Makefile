@@ -60,7 +60,7 @@ eval-real: setup
 	$(PY) realworld.py eval --readme README.md $(ARGS)
 
 # The draw-a-digit page (app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
-# extras (requirements-app.txt), installed here, not by setup. ARGS="--checkpoint PATH --port N --host 0.0.0.0".
+# extras (requirements-app.txt, also pulled in by requirements-dev.txt for the browser tests). ARGS="--checkpoint PATH --port N --host 0.0.0.0".
 app: setup
 	$(PY) -m pip install -r requirements-app.txt
 	$(PY) app.py $(ARGS)
