@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 
 import digits
 import explain
-from checkpoint import CheckpointError, load_trained_net, newest_checkpoint
+from checkpoint import CheckpointError, load_given_or_newest
 from mnist import normalize
 
 WORK_SIDE = 280  # drawings and photos are reduced to at most this (longer side, px) before preprocessing
@@ -334,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(median of 50 calls on a drawn 7) and exit; needs no gradio")
     args = parser.parse_args(argv)
     try:
-        checkpoint = args.checkpoint or newest_checkpoint()
-        net = load_trained_net(checkpoint)
+        net, checkpoint = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2

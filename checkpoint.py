@@ -160,3 +160,10 @@ def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
             "one, or pass --checkpoint PATH."
         )
     return max(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def load_given_or_newest(path: str | Path | None = None, folder: str | Path = "checkpoints") -> tuple[Net, Path]:
+    """The Net of checkpoint ``path``, or of the newest one in ``folder`` when none is given, with the path used
+    (for the command lines that say which checkpoint they read); ``CheckpointError`` when there is none."""
+    path = Path(path) if path is not None else newest_checkpoint(folder)
+    return load_trained_net(path), path

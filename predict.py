@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import digits
-from checkpoint import CheckpointError, load_trained_net, newest_checkpoint
+from checkpoint import CheckpointError, load_given_or_newest
 
 
 def expand(args: list[str]) -> list[Path]:
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list of results instead of text")
     args = parser.parse_args(argv)
     try:
-        checkpoint = args.checkpoint or newest_checkpoint()
-        model = load_trained_net(checkpoint)
+        model, checkpoint = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:
         print(f"predict.py: error: {exc}", file=sys.stderr)
         return 2

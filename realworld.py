@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 import digits
 import utils
-from checkpoint import load_trained_net, newest_checkpoint
+from checkpoint import load_given_or_newest
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
 FONTS = [
@@ -258,15 +258,9 @@ def build(out: Path, per_font: int, n_sklearn: int, seed: int, limit: int | None
     return len(rows)
 
 
-def load_net(checkpoint: Path | None) -> tuple[torch.nn.Module, Path]:
-    """The checkpoint's Net (default: the newest in checkpoints/, as predict.py picks it)."""
-    path = checkpoint or newest_checkpoint()
-    return load_trained_net(path), path
-
-
 def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None = None) -> Path:
     """predict.py's path (digits.read_images + digits.predict) on the set; prints and writes a markdown report."""
-    net, path = load_net(checkpoint)
+    net, path = load_given_or_newest(checkpoint)
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     read = digits.read_images([out / r["file"] for r in rows])
@@ -337,7 +331,7 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
 
 def speed(checkpoint: Path | None, count: int) -> None:
     """Images/s of predict.py's folder path (read, preprocess, batch through the Net) after start-up."""
-    net, _ = load_net(checkpoint)
+    net, _ = load_given_or_newest(checkpoint)
     font = next(path for _, path in FONTS if Path(path).is_file())
     with tempfile.TemporaryDirectory() as tmp:
         for kind, sizes, n in (("small", (28, 64), count), ("photo500", (500, 500), max(50, count // 8))):
