@@ -1,12 +1,14 @@
 """Benchmark: speed side by side on one device, then the default recipe over 3 seeds on the full MNIST.
 
-    python bench.py            # full: throughput + 3 seeds x the default recipe; writes logs/bench-<date>.md
-    python bench.py --quick    # seconds: proves the whole benchmark runs (used by the tests)
+    python bench.py                # full: throughput + 3 seeds of each recipe; writes logs/bench-<date>[-cuda].md
+    python bench.py --device cuda  # on a GPU: the GPU recipes too, and a torch.compile row
+    python bench.py --quick        # seconds: proves the whole benchmark runs (used by the tests)
 
-Throughput, same batch size, same device, same run:
-  (a) the seed-style pipeline: torchvision PIL transforms in a DataLoader with 2 workers, fp32
-  (b) a bare training step on ready tensors (forward, backward, SGD step), our precision and layout
+Throughput, same batch size (the device's recipe's), same device, same run:
+  (a) the seed-style pipeline: torchvision PIL transforms in a DataLoader with 2 workers (as in Colab), fp32
+  (b) a bare training step on ready tensors (forward, backward, optimizer step), our precision and layout
   (c) our training step: utils.train over the device loader with batched augmentation
+  (d) on CUDA: (c) with torch.compile(model), its compile time reported apart (the package does not compile)
 Every accuracy figure comes from a logged train.py run (logs/<run-id>.csv) on the full 10k test set.
 """
 
@@ -18,6 +20,7 @@ import platform
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -65,10 +68,11 @@ def images_per_second(step, batches, batch_size: int, device: torch.device, warm
 
 
 def measure_throughput(data: MnistData, args: argparse.Namespace, device: torch.device,
-                       amp_dtype: torch.dtype | None) -> dict[str, float]:
-    """img/s of (a) the seed-style pipeline, (b) a bare step on ready tensors, (c) our training step."""
+                       amp_dtype: torch.dtype | None) -> tuple[dict[str, float], float | None]:
+    """img/s of (a) the seed-style pipeline, (b) a bare step on ready tensors, (c) our training step and, on
+    CUDA, (d) ours with torch.compile plus its compile seconds."""
     bs, n, warmup = args.batch_size, args.steps, args.warmup
-    results = {}
+    results, compile_s = {}, None
 
     # (a) seed-style: PIL transforms in 2 DataLoader workers, NCHW fp32 (as the seed trained)
     model = Net().to(device)
@@ -85,9 +89,9 @@ def measure_throughput(data: MnistData, args: argparse.Namespace, device: torch.
     results["seed-style pipeline"] = images_per_second(seed_step, batches, bs, device, warmup)
     del loader
 
-    # (b) bare step on ready tensors: the same batch, over and over; the default recipe's optimizer, our
+    # (b) bare step on ready tensors: the same batch, over and over; the device's recipe's optimizer, our
     # precision and memory layout
-    recipe = train_cli.RECIPES["default"]
+    recipe = train_cli.RECIPES[args.throughput_recipe]
 
     def recipe_model_and_optimizer() -> tuple[Net, torch.optim.Optimizer]:
         model = Net().to(device, memory_format=torch.channels_last)
@@ -107,23 +111,31 @@ def measure_throughput(data: MnistData, args: argparse.Namespace, device: torch.
 
     results["bare fwd+bwd step"] = images_per_second(bare_step, range(n + warmup), bs, device, warmup)
 
-    # (c) ours: utils.train over the device loader with the default recipe (indexing, augmentation,
-    # normalization, label smoothing, OneCycle)
-    model, optimizer = recipe_model_and_optimizer()
-    augment = utils.Augment.from_settings(recipe)
+    # (c) ours: utils.train over the device loader with the recipe (indexing, augmentation, normalization,
+    # label smoothing, OneCycle); (d) the same with torch.compile on CUDA
+    augment, chunk = utils.Augment.from_settings(recipe), train_cli.augment_chunk(device, bs)
     images, labels = data.train_images[: (n + warmup) * bs], data.train_labels[: (n + warmup) * bs]
-    warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=augment)
-    utils.train(model, warmup_loader, optimizer, epoch=1, amp_dtype=amp_dtype,
-                label_smoothing=recipe["label_smoothing"], progress=False)
-    timed = utils.DeviceLoader(images[warmup * bs :], labels[warmup * bs :], bs, shuffle=True, augment=augment)
-    schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=len(timed))
-    sync(device)
-    start = time.perf_counter()
-    totals = utils.train(model, timed, optimizer, epoch=1, schedule=schedule, amp_dtype=amp_dtype,
-                         label_smoothing=recipe["label_smoothing"], progress=False)
-    sync(device)
-    results["our training step"] = totals.seen / (time.perf_counter() - start)
-    return results
+    for name, compiled in [("our training step", False)] + [("ours + torch.compile", True)] * (device.type == "cuda"):
+        model, optimizer = recipe_model_and_optimizer()
+        run_model = torch.compile(model) if compiled else model
+        warmup_loader = utils.DeviceLoader(images[: warmup * bs], labels[: warmup * bs], bs, augment=augment,
+                                           chunk=chunk)
+        start = time.perf_counter()
+        utils.train(run_model, warmup_loader, optimizer, epoch=1, amp_dtype=amp_dtype,
+                    label_smoothing=recipe["label_smoothing"], progress=False)
+        utils.test(run_model, utils.DeviceLoader(data.test_images[:bs], data.test_labels[:bs], bs))
+        if compiled:
+            compile_s = time.perf_counter() - start
+        timed = utils.DeviceLoader(images[warmup * bs :], labels[warmup * bs :], bs, shuffle=True, augment=augment,
+                                   chunk=chunk)
+        schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=len(timed))
+        sync(device)
+        start = time.perf_counter()
+        totals = utils.train(run_model, timed, optimizer, epoch=1, schedule=schedule, amp_dtype=amp_dtype,
+                             label_smoothing=recipe["label_smoothing"], progress=False)
+        sync(device)
+        results[name] = totals.seen / (time.perf_counter() - start)
+    return results, compile_s
 
 
 def time_to(history: utils.History, target: float) -> float | None:
@@ -175,7 +187,53 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> str:
+@dataclass(frozen=True)
+class RecipeSummary:
+    """Medians over a recipe's seeds."""
+
+    final: float  # last epoch's test accuracy (%)
+    t99: float  # training seconds to 99.0% test accuracy (inf: not reached)
+    epochs: int
+    epoch_s: float  # training seconds per epoch
+    train_s: float  # training seconds of the whole run
+
+
+def summarize(recipe_runs: list[tuple[str, utils.History, float]]) -> RecipeSummary:
+    histories = [h for _, h, _ in recipe_runs]
+    return RecipeSummary(
+        final=median([h.eval_acc[-1] for h in histories]),
+        t99=median([t if (t := time_to(h, 99.0)) is not None else math.inf for h in histories]),
+        epochs=max(len(h) for h in histories), epoch_s=median([sum(h.seconds) / len(h) for h in histories]),
+        train_s=median([sum(h.seconds) for h in histories]))
+
+
+def format_targets(summary: dict[str, RecipeSummary], speed: dict[str, float], gpu: bool,
+                   device_recipe: str) -> list[str]:
+    """The goals table: the H100 goals on a GPU (issue 13), the 2-core CPU goals elsewhere."""
+    def seconds(value: float) -> str:
+        return f"{value:.2f} s" if value < math.inf else "not reached"
+
+    five = {r: v for r, v in summary.items() if v.epochs == 5}
+    budget = 5.0 if gpu else math.inf  # on a GPU the goal is accuracy within 5 training seconds
+    best5 = max(five, key=lambda r: (five[r].train_s <= budget, five[r].final)) if five else None
+    fastest = min(summary, key=lambda r: summary[r].t99)
+    bare, ours, seed = speed["bare fwd+bwd step"], speed["our training step"], speed["seed-style pipeline"]
+    return [
+        "| target | goal | measured |",
+        "|---|---|---:|",
+        f"| 5-epoch recipe: test accuracy (median) in training seconds | ≥ {'99.6% in ≤ 5 s' if gpu else '99.55%'} | "
+        + (f"{five[best5].final:.2f}% in {five[best5].train_s:.2f} s (`{best5}`) |" if best5 else "not run |"),
+        f"| training seconds to 99.0% test accuracy (median, best recipe) | ≤ {'1.0' if gpu else '60'} s | "
+        f"{seconds(summary[fastest].t99)} (`{fastest}`) |",
+        *([f"| one epoch of training (median, the GPU recipe) | ≤ 0.5 s | {summary[device_recipe].epoch_s:.2f} s "
+           f"(`{device_recipe}`) |"] if gpu and device_recipe in summary else []),
+        f"| ours ÷ bare step img/s | {'—' if gpu else '≥ 0.92'} | {ours / bare:.2f} |",
+        f"| ours ÷ seed-style pipeline img/s | ≥ 3 | {ours / seed:.2f} |",
+        "",
+    ]
+
+
+def format_report(args, device, amp_dtype, speed, compile_s, runs, started: datetime) -> str:
     """The markdown report: throughput, one table per recipe (one row per logged run), and the targets."""
     bare, ours, seed = speed["bare fwd+bwd step"], speed["our training step"], speed["seed-style pipeline"]
     memory = "GPU memory allocated" if device.type == "cuda" else "process peak RSS"
@@ -184,7 +242,7 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
         "",
         f"- Machine: **{machine_name(device)}** ({device.type}); torch {torch.__version__}; "
         f"training precision: {str(amp_dtype).replace('torch.', '') if amp_dtype else 'fp32'}, channels_last; "
-        f"batch size {args.batch_size}",
+        f"batch size {args.batch_size} (recipe `{args.throughput_recipe}`)",
         f"- Command: `{' '.join(['python bench.py', *sys.argv[1:]])}`",
         "",
         "| pipeline (same run, same device, same batch size) | img/s |",
@@ -193,6 +251,8 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
         f"| ours ÷ bare step | {ours / bare:.2f} |",
         f"| ours ÷ seed-style | {ours / seed:.2f} |",
         "",
+        *([f"torch.compile's one-time compilation: {compile_s:.1f} s (not in any figure above).", ""]
+          if compile_s is not None else []),
     ]
     summary = {}
     for recipe, recipe_runs in runs.items():
@@ -207,35 +267,17 @@ def format_report(args, device, amp_dtype, speed, runs, started: datetime) -> st
         for run_id, h, peak in recipe_runs:
             t99 = time_to(h, 99.0)
             lines.append(f"| `{run_id}` | " + " | ".join(f"{a:.2f}" for a in h.eval_acc)
-                         + f" | {h.eval_acc[-1]:.2f} | {f'{t99:.1f}' if t99 else '—'} | {sum(h.seconds):.1f} "
+                         + f" | {h.eval_acc[-1]:.2f} | {f'{t99:.2f}' if t99 else '—'} | {sum(h.seconds):.2f} "
                          f"| {peak:,.0f} |")
         finals = [h.eval_acc[-1] for _, h, _ in recipe_runs]
-        t99s = [time_to(h, 99.0) for _, h, _ in recipe_runs]
-        summary[recipe] = (median(finals), median([t if t is not None else math.inf for t in t99s]), epochs,
-                           median([sum(h.seconds) / len(h) for _, h, _ in recipe_runs]))
+        summary[recipe] = s = summarize(recipe_runs)
         seeds = f"{len(recipe_runs)} seed{'s' if len(recipe_runs) > 1 else ''}"
-        lines += ["", f"Median over {seeds}: final **{median(finals):.2f}%** (min {min(finals):.2f}, "
+        lines += ["", f"Median over {seeds}: final **{s.final:.2f}%** (min {min(finals):.2f}, "
                       f"max {max(finals):.2f}); time to 99.0%: "
-                      + (f"**{summary[recipe][1]:.1f} s**" if summary[recipe][1] < math.inf else "not reached")
-                      + f"; {summary[recipe][3]:.1f} s per epoch.", ""]
+                      + (f"**{s.t99:.2f} s**" if s.t99 < math.inf else "not reached")
+                      + f"; {s.epoch_s:.2f} s per epoch.", ""]
     if runs and not args.quick:
-        five = [v[0] for v in summary.values() if v[2] == 5]
-        best_t99 = min(v[1] for v in summary.values())
-        gpu = device.type == "cuda"
-        epoch_s = min(v[3] for v in summary.values())
-        lines += [
-            "| target | goal | measured |",
-            "|---|---|---:|",
-            "| test accuracy with a 5-epoch budget (median) | ≥ 99.55% | "
-            + (f"{max(five):.2f}% |" if five else "not run |"),
-            f"| training seconds to 99.0% test accuracy (median, best recipe) | ≤ 60 s{' (CPU)' if not gpu else ''} | "
-            + (f"{best_t99:.1f} s |" if best_t99 < math.inf else "not reached |"),
-            f"| ours ÷ bare step img/s | ≥ 0.92 | {ours / bare:.2f} |",
-            f"| ours ÷ seed-style pipeline img/s | ≥ 3 | {ours / seed:.2f} |",
-            "| one epoch / time to 99.0% on an H100 | ≤ 1.0 s / ≤ 1.5 s | "
-            + (f"{epoch_s:.2f} s / {best_t99:.2f} s |" if gpu else "no GPU in this run |"),
-            "",
-        ]
+        lines += format_targets(summary, speed, gpu=device.type == "cuda", device_recipe=args.throughput_recipe)
     return "\n".join(lines) + "\n"
 
 
@@ -243,10 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few steps and one tiny run: proves it works")
     p.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="none: throughput only")
-    p.add_argument("--recipes", nargs="+", default=["default", "fast"], choices=sorted(train_cli.RECIPES))
+    p.add_argument("--recipes", nargs="+", choices=sorted(train_cli.RECIPES),
+                   help="default: every recipe on a CUDA GPU, default and fast elsewhere")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
-    p.add_argument("--batch-size", type=int, default=train_cli.RECIPES["default"]["batch_size"])
+    p.add_argument("--batch-size", type=int, help="throughput batch size (default: the device's recipe's)")
     p.add_argument("--steps", type=int, default=100, help="timed steps per throughput measurement")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--data-dir", default="data")
@@ -255,14 +298,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", default="README.md", help="update this README's benchmark section (full runs only)")
     p.add_argument("train_args", nargs="*", help="extra train.py flags after --, e.g. -- --epochs 1")
     args = p.parse_args(argv)
-    if args.quick:
-        args.seeds, args.steps, args.warmup = args.seeds[:1], min(args.steps, 3), 1
     started = datetime.now()
     device = utils.pick_device(args.device)
+    gpu = device.type == "cuda"
+    args.throughput_recipe = train_cli.default_recipe(device.type)
+    args.batch_size = args.batch_size or train_cli.RECIPES[args.throughput_recipe]["batch_size"]
+    args.recipes = args.recipes or (sorted(train_cli.RECIPES, key=lambda r: (not r.startswith("gpu"), r)) if gpu
+                                    else ["default", "fast"])
+    if args.quick:
+        args.seeds, args.steps, args.warmup = args.seeds[:1], min(args.steps, 3), 1
     amp_dtype = utils.autocast_dtype(device, args.amp)
     data = load_mnist(args.data_dir, device, md5s=None if args.no_verify else MNIST_MD5)
     print(f"Throughput on {machine_name(device)} ({device}), batch {args.batch_size} ...", flush=True)
-    speed = measure_throughput(data, args, device, amp_dtype)
+    speed, compile_s = measure_throughput(data, args, device, amp_dtype)
     for name, value in speed.items():
         print(f"  {name}: {value:,.0f} img/s", flush=True)
     extra = ["--amp", args.amp, *(["--no-verify"] if args.no_verify else []), *args.train_args]
@@ -270,13 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         args.recipes, extra = args.recipes[:1], [*extra, "--dry-run"]
     runs = {recipe: [run_recipe(args, recipe, seed, extra) for seed in args.seeds] for recipe in args.recipes}
     runs = {recipe: recipe_runs for recipe, recipe_runs in runs.items() if recipe_runs}
-    report = format_report(args, device, amp_dtype, speed, runs, started)
-    out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.md"
+    report = format_report(args, device, amp_dtype, speed, compile_s, runs, started)
+    suffix = ("-quick" if args.quick else "") + ("-cuda" if gpu else "")
+    out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{suffix}.md"
     out.write_text(report)
     print(report)
     print(f"Report: {out}")
-    if not args.quick and Path(args.readme).is_file():
-        utils.update_readme_block(args.readme, "bench", report)
+    if not args.quick and Path(args.readme).is_file():  # the GPU figures have their own block beside the CPU's
+        utils.update_readme_block(args.readme, "bench-cuda" if gpu else "bench", report)
     return 0
 
 

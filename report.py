@@ -17,6 +17,7 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from matplotlib.figure import Figure
 from torchsummary import summary
 
@@ -67,7 +68,9 @@ def rescore_and_draw(run_id: str, data: MnistData, *, log_dir: str | Path = "log
         raise SystemExit(f"report.py: error: run {run_id} was evaluated on a validation split; the README "
                          "reports test-set runs only")
     state = load_checkpoint(checkpoint_dir / f"{run_id}.pt")
-    model = load_model_state(Net(), state, checkpoint_dir / f"{run_id}.pt").eval()
+    # where the data are, in the layout training evaluated in: the same numbers as the log on any device
+    model = load_model_state(Net(), state, checkpoint_dir / f"{run_id}.pt").to(
+        data.test_images.device, memory_format=torch.channels_last).eval()
     result = utils.test(model, utils.DeviceLoader(data.test_images, data.test_labels, 1000))
     if (result.correct, result.total) != (history.eval_correct[-1], history.eval_total[-1]):
         raise SystemExit(f"report.py: error: checkpoint gives {result.correct}/{result.total}, the log says "

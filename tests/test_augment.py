@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import synthetic_digits
+from conftest import DEVICES, synthetic_digits
 from torchvision.transforms import InterpolationMode
 
 import mnist
@@ -18,11 +18,13 @@ def digits() -> torch.Tensor:
     return torch.from_numpy(images).unsqueeze(1).float() / 255
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("angle", [-15.0, -7.5, 4.0, 15.0])
-def test_rotation_matches_torchvision(digits, angle) -> None:
+def test_rotation_matches_torchvision(digits, angle, device) -> None:
     expected = TF.rotate(digits, angle, interpolation=InterpolationMode.BILINEAR, fill=0)
     n = len(digits)
-    ours = utils.affine_warp(digits, torch.full((n,), angle), torch.ones(n))
+    ours = utils.affine_warp(digits.to(device), torch.full((n,), angle, device=device),
+                             torch.ones(n, device=device)).cpu()
     assert (ours - expected).abs().mean() < 2e-3
     assert (ours - expected).abs().max() < 0.05
 
@@ -57,22 +59,24 @@ def test_shift_moves_content_right_and_down(digits) -> None:
     torch.testing.assert_close(shifted[..., 3:, 2:], digits[..., :-3, :-2], atol=1e-5, rtol=0)
 
 
-def test_augment_batch_is_random_per_image_and_seeded(digits) -> None:
-    aug = utils.Augment(crop_p=0.5)
-    a = utils.augment_batch(digits, aug, torch.Generator().manual_seed(1))
-    b = utils.augment_batch(digits, aug, torch.Generator().manual_seed(1))
-    c = utils.augment_batch(digits, aug, torch.Generator().manual_seed(2))
+@pytest.mark.parametrize("device", DEVICES)
+def test_augment_batch_is_random_per_image_and_seeded(digits, device) -> None:
+    aug, digits = utils.Augment(crop_p=0.5), digits.to(device)
+    a = utils.augment_batch(digits, aug, torch.Generator(device).manual_seed(1))
+    b = utils.augment_batch(digits, aug, torch.Generator(device).manual_seed(1))
+    c = utils.augment_batch(digits, aug, torch.Generator(device).manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    same = utils.augment_batch(digits[:1].repeat(4, 1, 1, 1), aug, torch.Generator().manual_seed(3))
+    same = utils.augment_batch(digits[:1].repeat(4, 1, 1, 1), aug, torch.Generator(device).manual_seed(3))
     assert not torch.equal(same[0], same[1])  # one warp per image, not one per batch
     assert a.min() >= 0 and a.max() <= 1  # the fill is black (0), like the seed's fill=0
 
 
-def test_loader_yields_each_image_once_normalized() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_loader_yields_each_image_once_normalized(device) -> None:
     images, labels = synthetic_digits(100, seed=1)
     images, labels = torch.from_numpy(images), torch.from_numpy(labels).long()
-    loader = utils.DeviceLoader(images, labels, batch_size=32, shuffle=True, seed=4)
-    batches = list(loader.batches(epoch=1))
+    loader = utils.DeviceLoader(images.to(device), labels.to(device), batch_size=32, shuffle=True, seed=4)
+    batches = [(x.cpu(), y.cpu()) for x, y in loader.batches(epoch=1)]
     assert len(loader) == len(batches) == 4 and [len(y) for _, y in batches] == [32, 32, 32, 4]
     x = torch.cat([b[0] for b in batches])
     assert x.shape == (100, 1, 28, 28) and x.is_contiguous(memory_format=torch.channels_last)
@@ -81,16 +85,20 @@ def test_loader_yields_each_image_once_normalized() -> None:
     expected = sorted(range(100), key=lambda i: images[i].numpy().tobytes())
     assert torch.equal(raw[order], images[expected])
     first_epoch = torch.cat([y for _, y in batches])
-    second_epoch = torch.cat([y for _, y in loader.batches(epoch=2)])
+    second_epoch = torch.cat([y.cpu() for _, y in loader.batches(epoch=2)])
     assert not torch.equal(first_epoch, second_epoch)  # reshuffled every epoch
 
 
-def test_loader_batches_replay_exactly_from_any_start() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("chunk", [1, 4])  # batches warped together (a GPU takes several at once)
+def test_loader_batches_replay_exactly_from_any_start(device, chunk) -> None:
     images, labels = synthetic_digits(96, seed=2)
-    loader = utils.DeviceLoader(torch.from_numpy(images), torch.from_numpy(labels).long(), 16,
-                                shuffle=True, augment=utils.Augment(), seed=7)
+    loader = utils.DeviceLoader(torch.from_numpy(images).to(device), torch.from_numpy(labels).long().to(device), 16,
+                                shuffle=True, augment=utils.Augment(), seed=7, chunk=chunk)
     full = list(loader.batches(epoch=3))
-    tail = list(loader.batches(epoch=3, start=4))
-    assert len(tail) == 2
-    for (xa, ya), (xb, yb) in zip(full[4:], tail, strict=False):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert len(full) == 6 and all(len(y) == 16 for _, y in full)
+    for start in (4, 5):  # a chunk's first batch, and one inside it (with chunk=4)
+        tail = list(loader.batches(epoch=3, start=start))
+        assert len(tail) == 6 - start
+        for (xa, ya), (xb, yb) in zip(full[start:], tail, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)

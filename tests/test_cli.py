@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, interrupt_when_logged
+from conftest import DEVICES, ROOT, interrupt_when_logged
 
 import checkpoint
 import mnist
@@ -40,11 +41,24 @@ SMALL = ("--batch-size", "64", "--test-batch-size", "128", "--epochs", "3", "--s
 
 
 @pytest.fixture(scope="module")
-def reference_run(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CSV of an uninterrupted 3-epoch run."""
-    tmp = tmp_path_factory.mktemp("reference")
-    run_train(tmp, cli_mnist, *SMALL)
-    return only(tmp / "logs", "*.csv")
+def reference_runs(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The CSV of an uninterrupted 3-epoch run on a device, trained once per device on first use."""
+    runs: dict[str, Path] = {}
+
+    def reference(device: str) -> Path:
+        if device not in runs:
+            tmp = tmp_path_factory.mktemp(f"reference-{device}")
+            run_train(tmp, cli_mnist, *SMALL, "--device", device)
+            runs[device] = only(tmp / "logs", "*.csv")
+        return runs[device]
+
+    return reference
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_runs: Callable[[str], Path]) -> Path:
+    """The CSV of an uninterrupted 3-epoch run on the CPU."""
+    return reference_runs("cpu")
 
 
 def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
@@ -58,13 +72,15 @@ def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path:
     assert not list((tmp_path / "ckpt").iterdir())  # nothing predict.py could mistake for a trained model
 
 
-def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
-    run_train(tmp_path, cli_mnist, *SMALL)
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_runs: Callable[[str], Path],
+                                device: str) -> None:
+    run_train(tmp_path, cli_mnist, *SMALL, "--device", device)
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 3
-    assert rows == csv_rows(reference_run)
+    assert rows == csv_rows(reference_runs(device))
     (tmp_path / "other-seed").mkdir()
-    run_train(tmp_path / "other-seed", cli_mnist, *SMALL[:-1], "4")
+    run_train(tmp_path / "other-seed", cli_mnist, *SMALL[:-1], "4", "--device", device)
     assert csv_rows(only(tmp_path / "other-seed" / "logs", "*.csv")) != rows
 
 
@@ -78,11 +94,12 @@ def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Pa
     assert f"{result.loss:.6f}" == f"{last.eval_loss[-1]:.6f}"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
-    cli_mnist: Path, tmp_path: Path, reference_run: Path
+    cli_mnist: Path, tmp_path: Path, reference_runs: Callable[[str], Path], device: str
 ) -> None:
     cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
-           "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL]
+           "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL, "--device", device]
     proc = interrupt_when_logged(cmd, tmp_path, tmp_path / "logs", "Epoch 2")
     output = proc.stdout
     assert proc.returncode == 130, output
@@ -98,7 +115,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     assert len(csvs) == 2  # a new run id: the interrupted run's files stay as they were
     assert csv_rows(csvs[0]) == first_csv_rows and first_log.exists()
     resumed = csvs[1]
-    assert csv_rows(resumed) == csv_rows(reference_run)
+    assert csv_rows(resumed) == csv_rows(reference_runs(device))
 
 
 def test_resume_refuses_a_foreign_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
@@ -131,16 +148,22 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
 
 
-def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, device: str) -> None:
     cmd = [sys.executable, str(ROOT / "bench.py"), "--quick", "--data-dir", str(cli_mnist), "--no-verify",
-           "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md")]
+           "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"), "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = only(tmp_path / "logs", "bench-*-quick.md").read_text()
+    gpu = device == "cuda"
+    report = only(tmp_path / "logs", f"bench-*-quick{'-cuda' if gpu else ''}.md").read_text()
     for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |", "| ours ÷ bare step |",
-                "| ours ÷ seed-style |", "Median over 1 seed: final", "process peak RSS MB"):
+                "| ours ÷ seed-style |", "Median over 1 seed: final",
+                "GPU memory allocated MB" if gpu else "process peak RSS MB"):
         assert row in report, row
-    assert len(list((tmp_path / "logs").glob("*bench-default-seed1*.csv"))) == 1  # accuracy from a logged run
+    assert ("| ours + torch.compile |" in report) == gpu and ("torch.compile's one-time" in report) == gpu
+    recipe = "gpu" if gpu else "default"  # the device's own recipe first
+    assert f"(recipe `{recipe}`)" in report
+    assert len(list((tmp_path / "logs").glob(f"*bench-{recipe}-seed1*.csv"))) == 1  # accuracy from a logged run
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
@@ -158,7 +181,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
     monkeypatch.setattr(utils, "smoothed_nll", nan_in_epoch_two)
     status, files = train.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
                                "--epochs", "3", "--log-dir", str(tmp_path / "logs"),
-                               "--checkpoint-dir", str(tmp_path / "ckpt")])
+                               "--checkpoint-dir", str(tmp_path / "ckpt"), "--device", "cpu"])  # no GPU warm-up
     assert status == 1
     log = files.log.read_text()
     assert "the training loss became NaN/inf at epoch 2, batch 4" in log

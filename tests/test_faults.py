@@ -8,11 +8,13 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, interrupt_when_logged, write_mnist
+from conftest import DEVICES, ROOT, interrupt_when_logged, write_mnist
 
 import checkpoint
 import train
@@ -26,6 +28,17 @@ def train_cmd(*args: str) -> list[str]:
 
 def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(train_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
+    """A stand-in for ``train.stop_on_sigint``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
+    calls: list[int] = []
+
+    @contextmanager
+    def stop_on_sigint() -> Iterator[Callable[[], bool]]:
+        yield lambda: calls.append(1) or len(calls) >= steps
+
+    return stop_on_sigint
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +107,8 @@ def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path,
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_at_step_4)
     status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
-                               "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+                               "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+                               "--device", "cpu"])  # the CPU recipe's 4 steps per epoch, and no GPU warm-up
     assert status == 1
     assert "NaN/inf at epoch 1, batch 3" in files.log.read_text()
     assert not files.checkpoint.exists() and not files.csv.exists()  # no epoch finished, nothing claims one did
@@ -142,24 +156,16 @@ def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: 
     assert not list((tmp_path / "logs").glob("*.csv"))  # epoch 1 was lost with its checkpoint: no row claims it
 
 
-def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkeypatch, device: str) -> None:
     args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2",
-            "--batch-size", "64", "--test-batch-size", "64"]
+            "--batch-size", "64", "--test-batch-size", "64", "--device", device]
     status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     saved = checkpoint.load_checkpoint(full.checkpoint)["scaler"]
     assert saved and saved["scale"] > 0
 
-    steps = []
-
-    class StopAfterSix:
-        def __enter__(self):
-            return lambda: steps.append(1) or len(steps) >= 6  # in epoch 2, after 2 of its 4 steps
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(train, "stop_on_sigint", StopAfterSix)
+    monkeypatch.setattr(train, "stop_on_sigint", stop_after(6))  # in epoch 2, after 2 of its 4 steps
     status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130
     assert checkpoint.load_checkpoint(cut.checkpoint)["scaler"] is not None
@@ -192,18 +198,10 @@ def test_resume_edge_cases(small: Path, tmp_path: Path) -> None:
 
 
 def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: Path, monkeypatch) -> None:
-    steps = []
-
-    class StopAfterTwo:
-        def __enter__(self):
-            return lambda: steps.append(1) or len(steps) >= 2
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(train, "stop_on_sigint", StopAfterTwo)
+    monkeypatch.setattr(train, "stop_on_sigint", stop_after(2))
     status, cut = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
-                             "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+                             "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+                             "--device", "cpu"])  # the CPU recipe (lr 0.002)
     assert status == 130
     monkeypatch.undo()
     status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
@@ -311,3 +309,23 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
         proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert proc.returncode in (1, 2) and "was refused" in proc.stderr, proc.stderr
         assert "weights_only=False" not in proc.stderr and "pwned" not in proc.stdout
+
+
+def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(train, "stop_on_sigint", stop_after(2))
+    status, cut = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
+                             "cpu", "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 130
+    monkeypatch.undo()
+    state = checkpoint.load_checkpoint(cut.checkpoint)
+    assert state["args"]["device"] == "cpu"  # what --device resolved to, so a resume continues there
+    state["args"]["device"] = "cuda" if not torch.cuda.is_available() else "mps"  # a device this machine lacks
+    gpu_run = tmp_path / "gpu-run.pt"
+    torch.save(state, gpu_run)
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--no-progress", "--resume", str(gpu_run)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"gpu-run.pt was trained on {state['args']['device']}, which this machine does not have" in proc.stderr
+    assert "--device cpu" in proc.stderr
+    status, resumed = train.run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
+    assert status == 0 and "Device: cpu" in resumed.log.read_text()
