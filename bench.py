@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 import train as train_cli
 import utils
@@ -193,8 +194,8 @@ class RecipeSummary:
 
     final: float  # last epoch's test accuracy (%)
     t99: float  # training seconds to 99.0% test accuracy (inf: not reached)
-    epochs: int
-    epoch_s: float  # training seconds per epoch
+    epochs: float  # epochs trained (0.5: half an epoch)
+    epoch_s: float  # training seconds per (whole) epoch
     train_s: float  # training seconds of the whole run
 
 
@@ -203,8 +204,30 @@ def summarize(recipe_runs: list[tuple[str, utils.History, float]]) -> RecipeSumm
     return RecipeSummary(
         final=median([h.eval_acc[-1] for h in histories]),
         t99=median([t if (t := time_to(h, 99.0)) is not None else math.inf for h in histories]),
-        epochs=max(len(h) for h in histories), epoch_s=median([sum(h.seconds) / len(h) for h in histories]),
+        epochs=max(h.epoch[-1] for h in histories), epoch_s=median([sum(h.seconds) / h.epoch[-1] for h in histories]),
         train_s=median([sum(h.seconds) for h in histories]))
+
+
+def plot_accuracy_vs_seconds(runs: dict[str, list[tuple[str, utils.History, float]]], seed_epoch_s: float,
+                             title: str, save: Path | None) -> Figure:
+    """Test accuracy after each epoch against training seconds so far, one line per logged run, a colour per
+    recipe; a dashed line marks how long one epoch of the seed-style pipeline takes on the same machine."""
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
+    for colour, (recipe, recipe_runs) in zip(("C0", "C1", "C2", "C3", "C4", "C5"), runs.items(), strict=False):
+        for k, (_, h, _) in enumerate(recipe_runs):
+            seconds = [sum(h.seconds[: i + 1]) for i in range(len(h))]
+            ax.plot(seconds, h.eval_acc, marker="o", color=colour, alpha=0.8, label=recipe if k == 0 else None)
+    ax.axvline(seed_epoch_s, color="grey", linestyle="--",
+               label=f"one epoch of the seed-style pipeline ({seed_epoch_s:.0f} s)")
+    for goal in (99.0, 99.5):
+        ax.axhline(goal, color="grey", linewidth=0.6)
+    low = min(min(h.eval_acc) for recipe_runs in runs.values() for _, h, _ in recipe_runs)
+    ax.set(xscale="log", ylim=(max(low, 97.0) - 0.2, 100.0), xlabel="training seconds (log scale)",
+           ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return utils.save_figure(fig, save)
 
 
 def format_targets(summary: dict[str, RecipeSummary], speed: dict[str, float], gpu: bool,
@@ -256,19 +279,19 @@ def format_report(args, device, amp_dtype, speed, compile_s, runs, started: date
     ]
     summary = {}
     for recipe, recipe_runs in runs.items():
-        epochs = max(len(h) for _, h, _ in recipe_runs)
+        longest = max((h for _, h, _ in recipe_runs), key=len)
+        epochs = len(longest)
         lines += [
             f"Recipe `{recipe}` (`python train.py --recipe {recipe} --seed N`), test accuracy (%) after each epoch:",
             "",
-            "| run (logs/<run-id>.csv) | " + " | ".join(f"ep {e}" for e in range(1, epochs + 1))
-            + f" | final | s to 99.0% | train s | {memory} MB |",
-            "|---|" + "---:|" * (epochs + 4),
+            "| run (logs/<run-id>.csv) | " + " | ".join(f"ep {e:g}" for e in longest.epoch)
+            + f" | final | s to 99.0% | s to 99.5% | train s | {memory} MB |",
+            "|---|" + "---:|" * (epochs + 5),
         ]
         for run_id, h, peak in recipe_runs:
-            t99 = time_to(h, 99.0)
+            reached = " | ".join(f"{t:.2f}" if (t := time_to(h, goal)) else "—" for goal in (99.0, 99.5))
             lines.append(f"| `{run_id}` | " + " | ".join(f"{a:.2f}" for a in h.eval_acc)
-                         + f" | {h.eval_acc[-1]:.2f} | {f'{t99:.2f}' if t99 else '—'} | {sum(h.seconds):.2f} "
-                         f"| {peak:,.0f} |")
+                         + f" | {h.eval_acc[-1]:.2f} | {reached} | {sum(h.seconds):.2f} | {peak:,.0f} |")
         finals = [h.eval_acc[-1] for _, h, _ in recipe_runs]
         summary[recipe] = s = summarize(recipe_runs)
         seeds = f"{len(recipe_runs)} seed{'s' if len(recipe_runs) > 1 else ''}"
@@ -295,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="data")
     p.add_argument("--log-dir", default="logs")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
+    p.add_argument("--images", default="images", help="where the accuracy-against-seconds picture goes")
     p.add_argument("--readme", default="README.md", help="update this README's benchmark section (full runs only)")
     p.add_argument("train_args", nargs="*", help="extra train.py flags after --, e.g. -- --epochs 1")
     args = p.parse_args(argv)
@@ -318,8 +342,15 @@ def main(argv: list[str] | None = None) -> int:
         args.recipes, extra = args.recipes[:1], [*extra, "--dry-run"]
     runs = {recipe: [run_recipe(args, recipe, seed, extra) for seed in args.seeds] for recipe in args.recipes}
     runs = {recipe: recipe_runs for recipe, recipe_runs in runs.items() if recipe_runs}
-    report = format_report(args, device, amp_dtype, speed, compile_s, runs, started)
     suffix = ("-quick" if args.quick else "") + ("-cuda" if gpu else "")
+    picture = None
+    if runs and not args.quick:  # from the logged runs just made: README and report show it
+        picture = Path(args.images) / f"bench-accuracy-vs-seconds{suffix}.png"
+        plot_accuracy_vs_seconds(runs, len(data.train_images) / speed["seed-style pipeline"], save=picture,
+                                 title=f"{machine_name(device)}: test accuracy against training seconds")
+    report = format_report(args, device, amp_dtype, speed, compile_s, runs, started)
+    if picture is not None:
+        report += f"\n![test accuracy against training seconds]({picture.as_posix()})\n"
     out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{suffix}.md"
     out.write_text(report)
     print(report)

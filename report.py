@@ -127,7 +127,7 @@ def epoch_table(history: utils.History) -> str:
     lines = ["| epoch | lr at start | train loss | train acc (%) | test loss | test acc (%) | correct | train s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in history.rows():
-        lines.append(f"| {r['epoch']} | {r['lr']:.4g} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
+        lines.append(f"| {r['epoch']:g} | {r['lr']:.4g} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
                      f"{r['eval_loss']:.4f} | {r['eval_acc']:.2f} | {r['eval_correct']:,}/{r['eval_total']:,} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines)
@@ -143,7 +143,7 @@ def results_section(report: RunReport) -> str:
         epoch_table(history),
         "",
         f"**Final test accuracy: {result.accuracy:.2f}%** ({result.correct:,}/{result.total:,}, test loss "
-        f"{result.loss:.4f}) after {history.epoch[-1]} epochs and {sum(history.seconds):.0f} s of training.",
+        f"{result.loss:.4f}) after {history.epoch[-1]:g} epochs and {sum(history.seconds):.0f} s of training.",
         "",
         "### Accuracy plot",
         "",

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES),
                    help="a named set of defaults for the flags below; explicit flags still win "
                         "(default: gpu on a CUDA GPU, default elsewhere)")
-    p.add_argument("--epochs", type=positive, help="number of epochs to train")
+    p.add_argument("--epochs", type=bounded(float, 0, low_open=True),
+                   help="epochs to train; a fraction trains part of the last one (0.5: half of the training set)")
     p.add_argument("--batch-size", type=positive, help="training batch size")
     p.add_argument("--test-batch-size", type=positive, default=1000, help="evaluation batch size")
     p.add_argument("--lr", type=bounded(float, 0, low_open=True), help="learning rate (the peak of OneCycle)")
@@ -252,7 +253,7 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, utils.
         load_model_state(Net(), resume_state, args.resume)  # another architecture or NaN weights: stop here
         warnings = resume_settings(args, resume_state, explicit_flags(argv), args.resume)
         if resume_state["epoch"] >= args.epochs and not resume_state["partial"]:
-            print(f"Nothing to train: {args.resume} finished all {args.epochs} epochs of its run. To train "
+            print(f"Nothing to train: {args.resume} finished all {args.epochs:g} epochs of its run. To train "
                   "longer, start a new run with --epochs N.")
             return 0, None
     if args.amp == "fp16" and utils.pick_device(args.device).type == "cpu":
@@ -339,14 +340,18 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
     if device.type == "cuda":
         log(f"CUDA warm-up: {warm_up(args, model, train_loader, eval_loader, amp_dtype):.1f} s on a copy of the Net "
             "(kernels load on first use; not counted as training time)")
+    plan = utils.epoch_batches(args.epochs, len(train_loader))  # batches per epoch; a fractional last one is short
     with stop_on_sigint() as should_stop:
-        for epoch in range(start_epoch, args.epochs + 1):
-            log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e})")
+        for epoch in range(start_epoch, len(plan) + 1):
+            planned = plan[epoch - 1]
+            part = f", {planned} of its {len(train_loader)} batches" if planned < len(train_loader) else ""
+            log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e}{part})")
             start = time.perf_counter()
             try:
                 totals = utils.train(model, train_loader, optimizer, epoch=epoch, schedule=schedule,
                                      amp_dtype=amp_dtype, scaler=scaler, label_smoothing=args.label_smoothing,
-                                     totals=partial, should_stop=should_stop, log=log, progress=args.progress)
+                                     totals=partial, should_stop=should_stop, log=log, progress=args.progress,
+                                     n_batches=planned)
             except utils.NonFiniteLossError as exc:
                 log(f"ERROR: {exc}")
                 if files.checkpoint.exists():
@@ -354,19 +359,19 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
                 return 1
             seconds = time.perf_counter() - start
             partial = None
-            if totals.batches < len(train_loader):
+            if totals.batches < planned:
                 checkpoint(epoch - 1, totals)
                 resume = shlex.join(["python", "train.py", "--resume", str(files.checkpoint)])
-                log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{len(train_loader)}. "
+                log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{planned}. "
                     f"Checkpoint: {files.checkpoint}. Continue with: {resume}")
                 return 130
             result = utils.test(model, eval_loader, log, split)
-            history.append(epoch, totals, result, seconds)
+            history.append(round(epoch - 1 + planned / len(train_loader), 4), totals, result, seconds)
             if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
                 checkpoint(epoch)
             utils.write_history_csv(files.csv, history)
     log(f"Final {split_name.lower()} accuracy: {history.eval_acc[-1]:.2f}% "
-        f"({history.eval_correct[-1]}/{history.eval_total[-1]}) after {history.epoch[-1]} epochs, "
+        f"({history.eval_correct[-1]}/{history.eval_total[-1]}) after {history.epoch[-1]:g} epochs, "
         f"{sum(history.seconds):.1f} s of training")
     log(f"Logs: {files.log}, {files.csv}" + (f"; checkpoint: {files.checkpoint}" if args.save_model else ""))
     return 0

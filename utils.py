@@ -227,23 +227,24 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
           schedule: Schedule | None = None, amp_dtype: torch.dtype | None = None,
           scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0, totals: EpochTotals | None = None,
           should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] | None = None,
-          progress: bool = True) -> EpochTotals:
-    """Train one epoch (or its rest, after ``totals.batches`` done batches), stepping ``schedule`` after
-    every batch or, once the epoch is complete, after the epoch (StepLR), as it asks.
+          progress: bool = True, n_batches: int | None = None) -> EpochTotals:
+    """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
+    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
 
     The tqdm bar reads like the seed's: ``Train: Loss=… Batch_id=… Accuracy=…``. Sums stay on the
     device and are read only at display points, so a CUDA step never waits for the host. When
     ``should_stop()`` turns true (e.g. after Ctrl-C) the epoch ends after the current step; compare
-    ``totals.batches`` with ``len(loader)`` to tell. Raises ``NonFiniteLossError`` on NaN/inf loss.
+    ``totals.batches`` with ``n_batches`` to tell. Raises ``NonFiniteLossError`` on NaN/inf loss.
     ``scaler`` (fp16) belongs to the run, so its loss scale carries over epochs and checkpoints.
     """
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)  # float32: MPS has no float64
-    correct = torch.zeros((), device=device, dtype=torch.int64)
+    # float32 (MPS has no float64), continued from a resumed epoch's partial sum: the same additions either way
+    loss_sum = torch.full((), totals.loss_sum, device=device)
+    correct = torch.full((), totals.correct, device=device, dtype=torch.int64)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-    n_batches = len(loader)
+    n_batches = len(loader) if n_batches is None else n_batches
     display_every = max(1, n_batches // 20)
     log_every = max(1, math.ceil(n_batches / 4))
     if scaler is None:  # fp16 gradients underflow without loss scaling
@@ -271,7 +272,7 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
             if (bad_at := int(first_bad)) >= 0:
                 bar.close()
                 raise NonFiniteLossError(epoch, bad_at)
-            accuracy = 100.0 * (totals.correct + int(correct)) / totals.seen
+            accuracy = 100.0 * int(correct) / totals.seen
             desc = f"Train: Loss={loss.item():.4f} Batch_id={batch_id} Accuracy={accuracy:.2f}"
             bar.set_description(desc, refresh=False)
             if write_log:
@@ -279,8 +280,7 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
         if last:
             break
     bar.close()
-    totals.loss_sum += float(loss_sum)
-    totals.correct += int(correct)
+    totals.loss_sum, totals.correct = float(loss_sum), int(correct)
     if schedule is not None and totals.batches == n_batches:
         schedule.after_epoch()
     return totals
@@ -371,14 +371,21 @@ class Schedule:
             self.scheduler.step()
 
 
-def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
+def epoch_batches(epochs: float, steps_per_epoch: int) -> list[int]:
+    """Batches per epoch for ``epochs`` (0.5: half an epoch; 2.25: two and a quarter), whole ones, at least one."""
+    total = max(1, round(epochs * steps_per_epoch))
+    return [steps_per_epoch] * (total // steps_per_epoch) + [total % steps_per_epoch] * bool(total % steps_per_epoch)
+
+
+def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float, steps_per_epoch: int,
                   step_size: int = 15, gamma: float = 0.1, pct_start: float = 0.25) -> Schedule:
     """``step`` is the seed's StepLR, stepped once per epoch; ``onecycle`` is OneCycleLR peaking at the
-    optimizer's lr (warm-up over ``pct_start`` of the steps, then a linear decay), stepped per batch."""
+    optimizer's lr (warm-up over ``pct_start`` of the steps, then a linear decay), stepped per batch over
+    exactly the batches that ``epoch_batches`` plans."""
     if name == "step":
         return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), False)
     if name == "onecycle":
-        total = epochs * steps_per_epoch
+        total = sum(epoch_batches(epochs, steps_per_epoch))
         if math.isclose(pct_start * total, 1.0):  # OneCycleLR divides by (warm-up steps - 1): e.g. 4 steps
             pct_start = 2.0 / total
         return Schedule(torch.optim.lr_scheduler.OneCycleLR(
@@ -395,9 +402,9 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: int, s
 
 # The CSV's columns and their types, in one place. "eval" columns are written "test_*" for a run evaluated
 # on the test set and "val_*" under --val, so a file never calls validation numbers "test".
-COLUMNS: dict[str, type] = {"epoch": int, "lr": float, "train_loss": float, "train_acc": float, "eval_loss": float,
+COLUMNS: dict[str, type] = {"epoch": float, "lr": float, "train_loss": float, "train_acc": float, "eval_loss": float,
                             "eval_acc": float, "eval_correct": int, "eval_total": int, "seconds": float}
-CSV_FORMATS = {"epoch": "{:d}", "lr": "{:.6g}", "eval_correct": "{:d}", "eval_total": "{:d}", "seconds": "{:.2f}"}
+CSV_FORMATS = {"epoch": "{:g}", "lr": "{:.6g}", "eval_correct": "{:d}", "eval_total": "{:d}", "seconds": "{:.2f}"}
 SPLITS = {"test": "Test", "val": "Validation"}  # split -> how the log, the plots and the README name it
 
 
@@ -408,7 +415,7 @@ class History:
     ``split`` says what the eval_* numbers were measured on: "test", or "val" (a validation split)."""
 
     split: str = "test"
-    epoch: list[int] = field(default_factory=list)
+    epoch: list[float] = field(default_factory=list)  # epochs trained so far: 0.5 after half an epoch
     lr: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
@@ -423,7 +430,7 @@ class History:
         """"Test" or "Validation": what the eval numbers are called wherever they are shown."""
         return SPLITS[self.split]
 
-    def append(self, epoch: int, train: EpochTotals, result: EvalResult, seconds: float) -> None:
+    def append(self, epoch: float, train: EpochTotals, result: EvalResult, seconds: float) -> None:
         row = (epoch, train.lr, train.loss, train.accuracy, result.loss, result.accuracy, result.correct,
                result.total, seconds)
         for name, value in zip(COLUMNS, row, strict=True):
@@ -492,14 +499,11 @@ class RunLog:
         if self.echo:
             tqdm.write(str(message))
 
-    def close(self) -> None:
-        self._file.close()
-
     def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._file.close()
 
 
 @dataclass(frozen=True)
@@ -540,8 +544,7 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
         if files.csv.exists() or files.info.exists() or files.checkpoint.exists():
             continue
         try:
-            with open(files.claim, "x"):
-                pass
+            open(files.claim, "x").close()
         except FileExistsError:
             continue
         try:
@@ -690,8 +693,7 @@ def plot_per_class(result: EvalResult, save: str | Path | None = None) -> Figure
         ax.annotate(f"{a:.2f}%\n{ok}/{n}", (bar.get_x() + bar.get_width() / 2, a), ha="center", va="bottom",
                     fontsize=8, xytext=(0, 2), textcoords="offset points")
     low = min(acc)
-    ax.set_ylim(max(0.0, low - (100 - low) * 1.5 - 0.5), 100 + (100 - low) * 0.4 + 0.3)
-    ax.set_ylabel("accuracy (%)")
+    ax.set(ylim=(max(0.0, low - (100 - low) * 1.5 - 0.5), 100 + (100 - low) * 0.4 + 0.3), ylabel="accuracy (%)")
     ax.tick_params(axis="x", labelrotation=30)
     split = result.split_name.lower()
     ax.set_title(f"Per-class {split} accuracy on all {result.total:,} {split} images (y axis starts above 0)", pad=12)
@@ -717,10 +719,7 @@ def plot_confusion(result: EvalResult, save: str | Path | None = None) -> Figure
             if cm[t, p]:
                 ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=8,
                         color="white" if cm[t, p] > cm.max() / 10 else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
     errors = result.total - result.correct
     ax.set_title(f"Confusion matrix, {result.total:,} {result.split_name.lower()} images ({errors} errors)")
     fig.colorbar(image, ax=ax, label="count + 1 (log scale)")

@@ -190,3 +190,22 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
     assert state["epoch"] == 1  # written after epoch 1, not overwritten by the diverged epoch
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert len(utils.load_history(files.csv)) == 1
+
+
+def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Path) -> None:
+    import bench
+
+    def history(accuracies: list[float], seconds: list[float]) -> utils.History:
+        h = utils.History()
+        for epoch, (acc, sec) in enumerate(zip(accuracies, seconds, strict=True), start=1):
+            result = utils.EvalResult(0.1, int(acc * 100), 10000, torch.zeros(0, 10), torch.zeros(0))
+            h.append(epoch, utils.EpochTotals(batches=1, seen=1), result, sec)
+        return h
+
+    runs = {"default": [("r1", history([98.9, 99.4, 99.6], [50, 50, 50]), 1.0)],
+            "fast": [("r2", history([99.1], [27]), 1.0)]}
+    fig = bench.plot_accuracy_vs_seconds(runs, 120.0, title="t", save=tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines[:2]] == [[50, 100, 150], [27]]  # cumulative training seconds
+    assert bench.time_to(runs["default"][0][1], 99.5) == 150 and bench.time_to(runs["fast"][0][1], 99.5) is None

@@ -329,3 +329,31 @@ def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, 
     assert "--device cpu" in proc.stderr
     status, resumed = train.run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
     assert status == 0 and "Device: cpu" in resumed.log.read_text()
+
+
+def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: Path, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    assert utils.epoch_batches(0.5, 938) == [469] and utils.epoch_batches(2.25, 8) == [8, 8, 2]
+    assert utils.epoch_batches(1, 8) == [8] and utils.epoch_batches(0.01, 8) == [1]  # at least one batch
+    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--device", "cpu", "--epochs", "1.5",
+            "--batch-size", "64", "--test-batch-size", "64"]  # 4 batches an epoch: 4 + 2 planned
+    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    assert status == 0
+    rows = [line.split(",") for line in full.csv.read_text().splitlines()]
+    assert [r[0] for r in rows] == ["epoch", "1", "1.5"]  # the second row is half an epoch, and says so
+    assert "Epoch 2 (learning rate" in (log := full.log.read_text()) and "2 of its 4 batches" in log
+    assert "after 1.5 epochs" in log
+    state = checkpoint.load_checkpoint(full.checkpoint)
+    assert state["scheduler"]["total_steps"] == 6 and state["scheduler"]["last_epoch"] == 6  # OneCycle ran out exactly
+
+    # asked once per step, except at an epoch's last step: the 4th ask is after the 1st of the half epoch's 2 batches
+    monkeypatch.setattr(train, "stop_on_sigint", stop_after(4))
+    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    assert status == 130 and "Interrupted at epoch 2, batch 1/2" in cut.log.read_text()
+    monkeypatch.undo()
+    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    assert status == 0
+    strip = [line.rsplit(",", 1)[0] for line in full.csv.read_text().splitlines()]  # all columns but seconds
+    assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip
+    status, again = train.run(["--no-progress", "--resume", str(resumed.checkpoint)])
+    assert status == 0 and again is None  # "Nothing to train": the 1.5 epochs are done
