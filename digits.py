@@ -19,6 +19,7 @@ already and returned unchanged.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -169,9 +170,14 @@ def _kth_largest(a: np.ndarray, per: int = 2000) -> float:
 
 
 def _window(a: np.ndarray, r: int, reduce) -> np.ndarray:
-    """Max or min (``reduce``) over the (2r+1)^2 neighbourhood of each cell, edges repeated."""
+    """Max, min or median (``reduce``) over the (2r+1)^2 neighbourhood of each cell, edges repeated."""
     padded = np.pad(a, r, mode="edge")
-    return reduce(sliding_window_view(padded, (2 * r + 1, 2 * r + 1)), axis=(2, 3))
+    if reduce is np.median:
+        return np.median(sliding_window_view(padded, (2 * r + 1, 2 * r + 1)), axis=(2, 3))
+    pairwise = np.maximum if reduce is np.max else np.minimum  # separable: down the columns, then along the rows
+    h, w = a.shape
+    cols = functools.reduce(pairwise, (padded[i : i + h] for i in range(2 * r + 1)))
+    return functools.reduce(pairwise, (cols[:, i : i + w] for i in range(2 * r + 1)))
 
 
 def _grid(a: np.ndarray, reduce) -> np.ndarray:
@@ -185,7 +191,7 @@ def _grid(a: np.ndarray, reduce) -> np.ndarray:
 
 def _spread(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Grid values smoothed (3x3 cells) and interpolated back to every pixel of ``shape``."""
-    cells = _window(cells, 1, np.mean)  # soften the cells' steps before interpolating
+    cells = _smooth(cells)  # soften the cells' steps before interpolating
     return np.asarray(Image.fromarray(cells.astype(np.float32), "F").resize(shape[::-1], Image.Resampling.BILINEAR))
 
 
@@ -372,7 +378,7 @@ def _read_or_message(path: Path) -> np.ndarray | str:
         return str(exc)
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     """The CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -383,7 +389,7 @@ def read_images(paths: Iterable[str | Path], workers: int | None = None) -> list
     Uses ``workers`` processes (default: one per core) when there are enough files to pay for starting them.
     """
     paths = [Path(p) for p in paths]
-    workers = min(workers or _cores(), len(paths) // 32)
+    workers = min(workers or usable_cores(), len(paths) // 32)
     if workers < 2:
         out = [_read_or_message(p) for p in paths]
     else:

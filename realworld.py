@@ -2,7 +2,6 @@
 
     python realworld.py build [--out realworld/]       # writes the images and realworld/manifest.csv
     python realworld.py eval [--checkpoint PATH]       # predict.py's path on them; logs/realworld-<date>.md
-    python realworld.py speed [--checkpoint PATH]      # images/s of predict.py's folder path, after start-up
 
 Sources: handwriting fonts from Debian font packages, rendered like scans and phone photos in five
 categories (clean, shadow, thin_pen, low_contrast, large_photo), and the real handwritten 8x8 scans that
@@ -18,8 +17,6 @@ import gzip
 import io
 import subprocess
 import sys
-import tempfile
-import time
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -329,29 +326,6 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
     sheet.save(path)
 
 
-def speed(checkpoint: Path | None, count: int) -> None:
-    """Images/s of predict.py's folder path (read, preprocess, batch through the Net) after start-up."""
-    net, _ = load_given_or_newest(checkpoint)
-    font = next(path for _, path in FONTS if Path(path).is_file())
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind, sizes, n in (("small", (28, 64), count), ("photo500", (500, 500), max(50, count // 8))):
-            folder = Path(tmp) / kind
-            folder.mkdir()
-            for k in range(n):
-                rng = np.random.default_rng([k, sizes[0]])
-                h = int(rng.integers(sizes[0], sizes[1] + 1))
-                ink = glyph(font, k % 10, 96)
-                img = camera(sheet(ink, (h, h), 0.7, 230, 40, rng), rng, 0.5, 2)
-                img.save(folder / f"{k:05d}.png") if kind == "small" else img.save(folder / f"{k:05d}.jpg", quality=85)
-            paths = sorted(folder.iterdir())
-            digits.read_images(paths[:64])  # warm caches
-            start = time.perf_counter()
-            images = digits.read_images(paths)
-            digits.predict(net, torch.stack(images))
-            elapsed = time.perf_counter() - start
-            print(f"{kind}: {n} images in {elapsed:.2f} s = {n / elapsed:,.0f} images/s ({digits._cores()} cores)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,20 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--checkpoint", type=Path)
     e.add_argument("--log-dir", type=Path, default=Path("logs"))
     e.add_argument("--readme", type=Path, help="also write the summary into this README's realworld block")
-    s = sub.add_parser("speed", help="images/s for small images and 500 px photos")
-    s.add_argument("--checkpoint", type=Path)
-    s.add_argument("--count", type=int, default=4000)
     args = parser.parse_args(argv)
     if args.command == "build":
         return 0 if build(args.out, args.per_font, args.sklearn, args.seed, args.limit) else 1
-    if args.command == "eval":
-        if not (args.out / "manifest.csv").is_file():
-            print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python realworld.py build` first",
-                  file=sys.stderr)
-            return 2
-        evaluate(args.out, args.checkpoint, args.log_dir, args.readme)
-        return 0
-    speed(args.checkpoint, args.count)
+    if not (args.out / "manifest.csv").is_file():
+        print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python realworld.py build` first",
+              file=sys.stderr)
+        return 2
+    evaluate(args.out, args.checkpoint, args.log_dir, args.readme)
     return 0
 
 

@@ -40,19 +40,21 @@ class Augment:
 
     The seed's transforms are ``RandomApply([CenterCrop(22)], p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°,
     fill=0)``: ``Augment()`` does exactly that. ``translate`` (fraction of the image) and ``scale`` add mild shifts
-    and zooms on top."""
+    and zooms on top; ``stroke`` changes the pen: each image moves a random fraction, up to ``stroke``, of the way
+    to its 3x3 dilation (a thicker pen) or erosion (a finer one)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
     crop_size: int = 22
     translate: float = 0.0
     scale: tuple[float, float] = (1.0, 1.0)
+    stroke: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
         """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
-                   scale=(settings["scale_min"], settings["scale_max"]))
+                   scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0))
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
@@ -75,15 +77,17 @@ def blank_outside_center(images: torch.Tensor, size: int) -> torch.Tensor:
     """Zero everything outside the central ``size`` x ``size`` window (what CenterCrop keeps)."""
     h, w = images.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
-    window = torch.zeros(h, w, dtype=images.dtype, device=images.device)
-    window[top : top + size, left : left + size] = 1
-    return images * window
+    return images * F.pad(images.new_ones(size, size), (left, w - size - left, top, h - size - top))
 
 
 def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator) -> torch.Tensor:
     """Apply ``aug`` to a (N, 1, 28, 28) float batch with one random warp per image."""
     n = images.shape[0]
     u = torch.rand(n, 5, generator=generator, device=images.device)
+    if aug.stroke:  # drawn after the warp's numbers, so a run without it sees the same warps as before
+        t = ((torch.rand(n, generator=generator, device=images.device) * 2 - 1) * aug.stroke).view(-1, 1, 1, 1)
+        thick, thin = F.max_pool2d(images, 3, 1, 1), -F.max_pool2d(-images, 3, 1, 1)
+        images = images + t.clamp(min=0) * (thick - images) + (-t).clamp(min=0) * (thin - images)
     angles = (u[:, 0] * 2 - 1) * aug.degrees
     cropped = u[:, 1] < aug.crop_p
     if aug.crop_p > 0:  # a cropped image shows black, not its cut-off border, where rotation exposes it
@@ -189,10 +193,8 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__(
-            f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; the run is stopped and "
-            "the last good checkpoint is kept. Lower --lr (or use --amp off) and train again."
-        )
+        super().__init__(f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; the run is stopped and "
+                         "the last good checkpoint is kept. Lower --lr (or use --amp off) and train again.")
         self.epoch, self.batch = epoch, batch
 
 
@@ -218,7 +220,7 @@ class EpochTotals:
 def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Mean negative log-likelihood of log-probabilities, with optional label smoothing."""
     nll = F.nll_loss(log_probs, target)
-    if smoothing:
+    if smoothing:  # the target puts 1 - smoothing on the label and smoothing spread evenly over all 10 classes
         return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
     return nll
 
@@ -604,9 +606,7 @@ def plot_metrics(history: History | str | Path, save: str | Path | None = None) 
               ("Training accuracy (%)", history.train_acc), (f"{split} accuracy (%)", history.eval_acc)]
     for ax, (title, values) in zip(axes.flat, panels, strict=True):
         ax.plot(history.epoch, values, marker="o")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_xticks(history.epoch)
+        ax.set(title=title, xlabel="epoch", xticks=history.epoch)
         ax.grid(alpha=0.3)
     axes[1, 1].annotate(f"{history.eval_acc[-1]:.2f}%", (history.epoch[-1], history.eval_acc[-1]),
                         textcoords="offset points", xytext=(-10, -18), ha="right")
@@ -744,6 +744,7 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
                 ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
     fig.suptitle(f"Augmentation: rotation ±{aug.degrees:g}°, CenterCrop({aug.crop_size}) p={aug.crop_p:g}"
                  + (f", shift ±{aug.translate:g}" if aug.translate else "")
-                 + (f", zoom {aug.scale[0]:g}-{aug.scale[1]:g}" if aug.scale != (1.0, 1.0) else ""))
+                 + (f", zoom {aug.scale[0]:g}-{aug.scale[1]:g}" if aug.scale != (1.0, 1.0) else "")
+                 + (f", pen ±{aug.stroke:g}" if aug.stroke else ""))
     fig.tight_layout()
     return save_figure(fig, save)

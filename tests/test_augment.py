@@ -71,6 +71,20 @@ def test_augment_batch_is_random_per_image_and_seeded(digits, device) -> None:
     assert a.min() >= 0 and a.max() <= 1  # the fill is black (0), like the seed's fill=0
 
 
+def test_stroke_changes_the_pen_width_both_ways_and_nothing_else(digits) -> None:
+    def augmented(seed: int, **settings) -> torch.Tensor:
+        return utils.augment_batch(digits, utils.Augment(**settings), torch.Generator().manual_seed(seed))
+
+    def ink(x: torch.Tensor) -> torch.Tensor:  # stroke pixels per image
+        return (x > 0.5).sum(dim=(1, 2, 3)).float()
+
+    change = ink(augmented(4, degrees=0.0, crop_p=0.0, stroke=1.0)) - ink(augmented(4, degrees=0.0, crop_p=0.0))
+    assert (change > 0).any() and (change < 0).any()  # some images thicker, some finer: a random pen per image
+    assert augmented(4, stroke=1.0).min() >= 0 and augmented(4, stroke=1.0).max() <= 1
+    # the warps are drawn first: with a (vanishing) pen change, the same seed gives the same rotations as without
+    assert (augmented(9, crop_p=0.0) - augmented(9, crop_p=0.0, stroke=1e-6)).abs().max() < 1e-4
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_loader_yields_each_image_once_normalized(device) -> None:
     images, labels = synthetic_digits(100, seed=1)

@@ -164,6 +164,10 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
     recipe = "gpu" if gpu else "default"  # the device's own recipe first
     assert f"(recipe `{recipe}`)" in report
     assert len(list((tmp_path / "logs").glob(f"*bench-{recipe}-seed1*.csv"))) == 1  # accuracy from a logged run
+    # inference on the CPU, as users meet it: onnxruntime vs PyTorch, the page's latency, predict.py on folders
+    for row in ("| PyTorch img/s, batch 1000 |", "| onnxruntime img/s, batch 1 |", "| draw-to-prediction ms (median) |",
+                "| predict.py folder img/s, small images (28-64 px PNG) |", "| predict.py folder img/s, 500 px photos"):
+        assert row in report, row
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
