@@ -163,17 +163,40 @@ def _border(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
 
 
+def _percentiles(a: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(a, qs)`` (linear interpolation, the same numbers) from one partial sort, without
+    np.percentile's overhead, which counted on folders of small images."""
+    flat = a.ravel()
+    v = np.asarray(qs, dtype=np.float64) / 100 * (flat.size - 1)
+    lo = np.floor(v).astype(np.intp)
+    hi, t = np.minimum(lo + 1, flat.size - 1), v - lo
+    part = np.partition(flat, np.unique(np.concatenate([lo, hi])))
+    below, above = part[lo], part[hi]
+    return np.where(t >= 0.5, above - (above - below) * (1 - t), below + (above - below) * t)
+
+
 def _kth_largest(a: np.ndarray, per: int = 2000) -> float:
     """A robust maximum: the k-th largest value, k = 1 per ``per`` pixels (a few specks are not the ink)."""
     k = max(1, a.size // per)
     return float(np.partition(a.ravel(), a.size - k)[a.size - k])
 
 
+def _pad_edge(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """``np.pad(a, ((top, bottom), (left, right)), mode="edge")`` for a 2-D array, without np.pad's overhead
+    (a tenth of a millisecond per call, ten calls per picture: it counted on folders of small images)."""
+    h, w = a.shape
+    if a.size > 16384:  # on a large picture np.pad's copy is the faster one
+        return np.pad(a, ((top, bottom), (left, right)), mode="edge")
+    return a[np.clip(np.arange(-top, h + bottom), 0, h - 1)][:, np.clip(np.arange(-left, w + right), 0, w - 1)]
+
+
 def _window(a: np.ndarray, r: int, reduce) -> np.ndarray:
     """Max, min or median (``reduce``) over the (2r+1)^2 neighbourhood of each cell, edges repeated."""
-    padded = np.pad(a, r, mode="edge")
-    if reduce is np.median:
-        return np.median(sliding_window_view(padded, (2 * r + 1, 2 * r + 1)), axis=(2, 3))
+    padded = _pad_edge(a, r, r, r, r)
+    if reduce is np.median:  # an odd count: the median is the middle value, found by a partial sort
+        k = (2 * r + 1) ** 2
+        windows = sliding_window_view(padded, (2 * r + 1, 2 * r + 1)).reshape(*a.shape, k)
+        return np.partition(windows, k // 2, axis=-1)[..., k // 2]
     pairwise = np.maximum if reduce is np.max else np.minimum  # separable: down the columns, then along the rows
     h, w = a.shape
     cols = functools.reduce(pairwise, (padded[i : i + h] for i in range(2 * r + 1)))
@@ -185,7 +208,7 @@ def _grid(a: np.ndarray, reduce) -> np.ndarray:
     h, w = a.shape
     cell = max(1, -(-max(h, w) // GRID))
     rows, cols = -(-h // cell), -(-w // cell)
-    padded = np.pad(a, ((0, rows * cell - h), (0, cols * cell - w)), mode="edge")
+    padded = _pad_edge(a, 0, rows * cell - h, 0, cols * cell - w)
     return reduce(padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=2)
 
 
@@ -201,7 +224,7 @@ def _dark_ink(gray: np.ndarray) -> bool:
     Unlike the border's or the picture's brightness, this holds when a shadow covers most of the sheet."""
     cells = _grid(gray, np.median)
     local = _spread(_window(cells, max(1, max(cells.shape) // 4), np.median), gray.shape)  # half the picture
-    lo, hi = np.percentile(gray - local, [0.1, 99.9])
+    lo, hi = _percentiles(gray - local, (0.1, 99.9))
     return -lo >= hi
 
 
@@ -246,7 +269,7 @@ def _resize(a: np.ndarray, longer: int) -> np.ndarray:
 
 def _smooth(a: np.ndarray) -> np.ndarray:
     """The mean of each 3x3 neighbourhood (edges repeated): sensor and JPEG noise shrink threefold."""
-    p = np.pad(a, 1, mode="edge")
+    p = _pad_edge(a, 1, 1, 1, 1)
     h, w = a.shape
     return sum(p[y : y + h, x : x + w] for y in range(3) for x in range(3)) / 9
 
@@ -276,7 +299,7 @@ def _paper_level(a: np.ndarray) -> tuple[float, float]:
     """The paper's level and noise (std) in a flattened picture, from its lightest quarter (ink lies on the
     other side, so a bold digit covering half of the picture does not count) or from its border if lower.
     (For Gaussian noise the 5th and 25th percentiles lie 1.645 and 0.674 std below the mean.)"""
-    p5, p25 = np.percentile(a, [5, 25])
+    p5, p25 = _percentiles(a, (5, 25))
     grain = (p25 - p5) / (1.645 - 0.674)
     edge = _border(a)  # mostly paper too: the better hint when a bold digit fills most of a tight crop
     mid = float(np.median(edge))

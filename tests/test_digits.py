@@ -170,3 +170,17 @@ def test_realworld_build_writes_files_and_a_manifest(tmp_path: Path) -> None:
     for file, label, source, _, _, width, height in rows:
         with Image.open(tmp_path / file) as img:
             assert img.size == (int(width), int(height)) and source == "fonts" and label in "0123456789"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (28, 28), (64, 40), (200, 300)])
+def test_fast_filters_give_numpys_numbers(shape) -> None:
+    """predict.py's own percentile, edge padding and window filters equal numpy's general ones, number for number."""
+    rng = np.random.default_rng(sum(shape))
+    a = rng.random(shape) * 255
+    for qs in ((5, 25), (0.1, 99.9), (0, 100), (50,)):
+        assert np.array_equal(digits._percentiles(a, qs), np.percentile(a, list(qs)))
+    for pads in ((1, 1, 1, 1), (0, 3, 0, 2), (4, 0, 2, 5)):
+        assert np.array_equal(digits._pad_edge(a, *pads), np.pad(a, (pads[:2], pads[2:]), mode="edge"))
+    window = np.lib.stride_tricks.sliding_window_view(np.pad(a, 2, mode="edge"), (5, 5))
+    for reduce in (np.max, np.min, np.median):
+        assert np.array_equal(digits._window(a, 2, reduce), reduce(window, axis=(2, 3)))
