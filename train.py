@@ -57,6 +57,9 @@ def bounded(cast: type, low: float | None = None, high: float | None = None, *, 
             high_open: bool = False) -> Callable[[str], float]:
     """An argparse type: ``cast`` the text, then require a finite value in [low, high] (open where asked)."""
 
+    def shown(limit: float) -> str:
+        return str(cast(limit)) if cast is int else f"{limit:g}"  # "> 0", not "> 0.0"
+
     def parse(text: str) -> float:
         try:
             value = cast(text)
@@ -66,9 +69,9 @@ def bounded(cast: type, low: float | None = None, high: float | None = None, *, 
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
         if low is not None and (value < low or (low_open and value == low)):
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {cast(low)}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {shown(low)}, got {text}")
         if high is not None and (value > high or (high_open and value == high)):
-            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {cast(high)}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {shown(high)}, got {text}")
         return value
 
     return parse

@@ -235,8 +235,8 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (("--epochs", "0"), "argument --epochs: must be >= 1, got 0"),
-    (("--epochs", "-1"), "argument --epochs: must be >= 1"),
+    (("--epochs", "0"), "argument --epochs: must be > 0, got 0"),
+    (("--epochs", "-1"), "argument --epochs: must be > 0"),
     (("--batch-size", "0"), "argument --batch-size: must be >= 1"),
     (("--test-batch-size", "0"), "argument --test-batch-size: must be >= 1"),
     (("--step-size", "0"), "argument --step-size: must be >= 1"),
