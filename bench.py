@@ -1,4 +1,4 @@
-"""Benchmark: speed side by side on one device, then the default recipe over 3 seeds on the full MNIST.
+"""Benchmark: speed side by side on one device, then the default, fast and seed recipes over 3 seeds on the full MNIST.
 
     python bench.py                # full: throughput + 3 seeds of each recipe; writes logs/bench-<date>[-cuda].md
     python bench.py --device cuda  # on a GPU: the GPU recipes too, and a torch.compile row
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a few steps and one tiny run: proves it works")
     p.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="none: throughput only")
     p.add_argument("--recipes", nargs="+", choices=sorted(train_cli.RECIPES),
-                   help="default: every recipe on a CUDA GPU, default and fast elsewhere")
+                   help="default: every recipe on a CUDA GPU, default, fast and seed elsewhere")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     p.add_argument("--batch-size", type=int, help="throughput batch size (default: the device's recipe's)")
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args.throughput_recipe = train_cli.default_recipe(device.type)
     args.batch_size = args.batch_size or train_cli.RECIPES[args.throughput_recipe]["batch_size"]
     args.recipes = args.recipes or (sorted(train_cli.RECIPES, key=lambda r: (not r.startswith("gpu"), r)) if gpu
-                                    else ["default", "fast"])
+                                    else ["default", "fast", "seed"])
     if args.quick:
         args.seeds, args.steps, args.warmup = args.seeds[:1], min(args.steps, 3), 1
     amp_dtype = utils.autocast_dtype(device, args.amp)
