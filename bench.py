@@ -426,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(report)
     print(report)
     print(f"Report: {out}")
-    if not args.quick and Path(args.readme).is_file():  # the GPU figures have their own block beside the CPU's
+    # a full run replaces the README's block (the GPU figures have their own beside the CPU's); a run without
+    # recipes (--seeds with none: speed only) leaves the last full one there
+    if not args.quick and runs and Path(args.readme).is_file():
         utils.update_readme_block(args.readme, "bench-cuda" if gpu else "bench", report)
     return 0
 

