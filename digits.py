@@ -47,6 +47,7 @@ TRIM = 0.005  # the crop box may leave out this fraction of the ink's mass at ea
 FLOOR = 0.15  # at MID px, ink fainter than this fraction of the strongest is taken as paper
 MID = 80  # strokes are measured and thickened at this size (4x the 20-px box)
 PEN = 2.7  # MNIST's median stroke width at the 20-px box, in px (measured on MNIST train by pen_width)
+BOLD = 3.8  # MNIST's 90th percentile stroke width at the 20-px box: bolder strokes (a marker, a blurred scan) narrowed
 UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain (chosen on realworld.py's set)
 
 # EXIF orientation -> the transpose that shows the picture upright (as PIL.ImageOps.exif_transpose)
@@ -323,12 +324,17 @@ def pen_width(ink: np.ndarray) -> float:
 
 
 def _thicken(ink: np.ndarray) -> np.ndarray:
-    """Strokes thinner than MNIST's pen (``PEN`` at the 20-px box) widened by a max filter; others kept."""
-    target = PEN * max(ink.shape) / BOX
-    r = round((target - pen_width(ink)) / 2)
+    """Strokes thinner than MNIST's pen (``PEN`` at the 20-px box) widened by a max filter, strokes bolder than
+    ``BOLD`` narrowed to it by a min filter (a fat blob of a 1 reads as an 8 otherwise); others kept."""
+    scale = max(ink.shape) / BOX
+    width = pen_width(ink)
+    r = round((PEN * scale - width) / 2)
+    if r >= 1:
+        return _window(np.pad(ink, r), r, np.max)  # padded first: a widened stroke may grow past the old box
+    r = round((width - BOLD * scale) / 2)
     if r < 1:
         return ink
-    return _window(np.pad(ink, r), r, np.max)  # padded first: a widened stroke may grow past the old box
+    return _window(np.pad(ink, r), r, np.min)[r:-r, r:-r]  # paper around the crop: its edge strokes narrow too
 
 
 def _centre(digit: np.ndarray) -> np.ndarray:
@@ -354,8 +360,8 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
 
     Steps: find the ink's side and flatten the paper's light (``flatten``); crop to the ink (> ``INK`` of
     its strength); reduce to ``MID`` px and stretch the contrast again (a thin line faded by the reduction
-    comes back); thicken strokes thinner than MNIST's pen; scale the longer side to 20 px (area average),
-    stretch to 255 and centre by mass in 28x28. A 28x28 image with a dark border is taken as MNIST
+    comes back); thicken strokes thinner than MNIST's pen and narrow bolder ones; scale the longer side to
+    20 px (area average), stretch to 255 and centre by mass in 28x28. A 28x28 image with a dark border is taken as MNIST
     already and returned unchanged. Raises ``ImageError`` for an image with no ink or non-finite values.
     """
     gray = np.asarray(gray, dtype=np.float64)

@@ -30,7 +30,7 @@ from model import Net
 # zoom. Chosen on a validation split (--val 10000, seed 1; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0)
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0)  # rotation and crop only
 RECIPES = {
     "default": DEFAULT,
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-max", type=bounded(float, 0.25, 4), help="augmentation: random zoom upper bound")
     p.add_argument("--stroke", type=bounded(float, 0, 1),
                    help="augmentation: pen width change, up to this fraction of a 3x3 dilation or erosion")
+    p.add_argument("--lowres", type=fraction,
+                   help="augmentation: fraction of images seen at 10-20 px and enlarged again, as small scans are")
     p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1,
                    help="random seed (same seed, same CPU: same numbers)")
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")

@@ -1,10 +1,7 @@
-"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader,
-device and precision, the train/test loops, optimizer and learning-rate schedules, the per-epoch history
-with its CSV and the run's text log, and plots.
-
-Everything here is a plain function or a small class: no module-level mutable state. Callers own what
-they make (a ``History``, a ``RunLog``, a loader) and pass it where it is needed. Getting MNIST is
-``mnist.py``'s job, checkpoints are ``checkpoint.py``'s.
+"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, device and
+precision, the train/test loops, optimizer and learning-rate schedules, the per-epoch history with its CSV and the
+run's text log, and plots. Plain functions and small classes, no module-level mutable state: callers own what they
+make (a ``History``, a ``RunLog``, a loader). Getting MNIST is ``mnist.py``'s job, checkpoints are ``checkpoint.py``'s.
 """
 
 from __future__ import annotations
@@ -36,12 +33,12 @@ from mnist import CLASS_NAMES, atomic_write_bytes, normalize
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine augmentation, one warp per image.
-
-    The seed's transforms are ``RandomApply([CenterCrop(22)], p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°,
-    fill=0)``: ``Augment()`` does exactly that. ``translate`` (fraction of the image) and ``scale`` add mild shifts
-    and zooms on top; ``stroke`` changes the pen: each image moves a random fraction, up to ``stroke``, of the way
-    to its 3x3 dilation (a thicker pen) or erosion (a finer one)."""
+    """Random affine augmentation, one warp per image. The seed's transforms are ``RandomApply([CenterCrop(22)],
+    p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°, fill=0)``: ``Augment()`` does exactly that. ``translate``
+    (fraction of the image) and ``scale`` add mild shifts and zooms on top; ``stroke`` changes the pen: each image
+    moves a random fraction, up to ``stroke``, of the way to its 3x3 dilation (a thicker pen) or erosion (a finer
+    one); ``lowres`` is the fraction of images seen as a small scan enlarged (area-reduced to ``lowres_sides`` px,
+    one side per batch, then bilinear back to 28)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
@@ -49,12 +46,15 @@ class Augment:
     translate: float = 0.0
     scale: tuple[float, float] = (1.0, 1.0)
     stroke: float = 0.0
+    lowres: float = 0.0
+    lowres_sides: tuple[int, int] = (10, 20)  # the 20-px box at 7-14 px, as in an 8x8 or 16x16 scan enlarged
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
         """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
-                   scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0))
+                   scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
+                   lowres=settings.get("lowres", 0.0))
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
@@ -96,7 +96,14 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     lo, hi = aug.scale
     zooms = zooms / (lo + (hi - lo) * u[:, 2])
     shifts = (u[:, 3:5] * 2 - 1) * aug.translate if aug.translate else None
-    return affine_warp(images, angles, zooms, shifts)
+    images = affine_warp(images, angles, zooms, shifts)
+    if aug.lowres:  # drawn last, so a run without it sees the same warps as before
+        v = torch.rand(n + 1, generator=generator, device=images.device)
+        side = int(aug.lowres_sides[0] + (aug.lowres_sides[1] + 1 - aug.lowres_sides[0]) * float(v[n]))
+        small = F.interpolate(F.interpolate(images, size=side, mode="area"), size=images.shape[-2:], mode="bilinear")
+        small = small / small.amax((1, 2, 3), keepdim=True).clamp(min=1e-3)  # full contrast, as predict.py gives
+        images = torch.where((v[:n] < aug.lowres).view(-1, 1, 1, 1), small, images)
+    return images
 
 
 def _batch_seed(seed: int, epoch: int, batch: int) -> int:
@@ -172,16 +179,12 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
         return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else None
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _cpu_has_native_bf16() -> bool:
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
     except (AttributeError, RuntimeError):
-        return False
+        native = False
+    return torch.bfloat16 if native else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -233,11 +236,10 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
     """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
     after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
 
-    The tqdm bar reads like the seed's: ``Train: Loss=… Batch_id=… Accuracy=…``. Sums stay on the
-    device and are read only at display points, so a CUDA step never waits for the host. When
-    ``should_stop()`` turns true (e.g. after Ctrl-C) the epoch ends after the current step; compare
-    ``totals.batches`` with ``n_batches`` to tell. Raises ``NonFiniteLossError`` on NaN/inf loss.
-    ``scaler`` (fp16) belongs to the run, so its loss scale carries over epochs and checkpoints.
+    The tqdm bar reads like the seed's: ``Train: Loss=… Batch_id=… Accuracy=…``. Sums stay on the device and are
+    read only at display points, so a CUDA step never waits for the host. When ``should_stop()`` turns true (e.g.
+    after Ctrl-C) the epoch ends after the current step; compare ``totals.batches`` with ``n_batches`` to tell.
+    Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run: its scale carries over.
     """
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
@@ -357,9 +359,8 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 
 
 @dataclass
 class Schedule:
-    """A learning-rate scheduler and when it steps: after every batch (OneCycle) or every epoch (StepLR).
-
-    ``train`` calls both hooks; the one that does not apply to this scheduler does nothing."""
+    """A learning-rate scheduler and when it steps: after every batch (OneCycle) or every epoch (StepLR); ``train``
+    calls both hooks, and the one that does not apply to this scheduler does nothing."""
 
     scheduler: torch.optim.lr_scheduler.LRScheduler
     per_batch: bool
@@ -412,9 +413,8 @@ SPLITS = {"test": "Test", "val": "Validation"}  # split -> how the log, the plot
 
 @dataclass
 class History:
-    """Per-epoch metrics of one run; the caller owns it and appends one row per epoch.
-
-    ``split`` says what the eval_* numbers were measured on: "test", or "val" (a validation split)."""
+    """Per-epoch metrics of one run, a row appended per epoch; ``split`` says what the eval_* numbers were measured
+    on: "test", or "val" (a validation split)."""
 
     split: str = "test"
     epoch: list[float] = field(default_factory=list)  # epochs trained so far: 0.5 after half an epoch
@@ -742,9 +742,9 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
             ax.axis("off")
             if i == 0:
                 ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
-    fig.suptitle(f"Augmentation: rotation ±{aug.degrees:g}°, CenterCrop({aug.crop_size}) p={aug.crop_p:g}"
-                 + (f", shift ±{aug.translate:g}" if aug.translate else "")
-                 + (f", zoom {aug.scale[0]:g}-{aug.scale[1]:g}" if aug.scale != (1.0, 1.0) else "")
-                 + (f", pen ±{aug.stroke:g}" if aug.stroke else ""))
+    parts = [f"rotation ±{aug.degrees:g}°", f"CenterCrop({aug.crop_size}) p={aug.crop_p:g}",
+             aug.translate and f"shift ±{aug.translate:g}", aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-"
+             f"{aug.scale[1]:g}", aug.stroke and f"pen ±{aug.stroke:g}", aug.lowres and f"low-res p={aug.lowres:g}"]
+    fig.suptitle("Augmentation: " + ", ".join(part for part in parts if part))
     fig.tight_layout()
     return save_figure(fig, save)

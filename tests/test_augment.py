@@ -85,6 +85,20 @@ def test_stroke_changes_the_pen_width_both_ways_and_nothing_else(digits) -> None
     assert (augmented(9, crop_p=0.0) - augmented(9, crop_p=0.0, stroke=1e-6)).abs().max() < 1e-4
 
 
+def test_lowres_blurs_a_share_of_the_images_at_full_contrast(digits) -> None:
+    plain = utils.augment_batch(digits, utils.Augment(), torch.Generator().manual_seed(4))
+    blurred = utils.augment_batch(digits, utils.Augment(lowres=0.5), torch.Generator().manual_seed(4))
+    changed = (blurred - plain).abs().amax(dim=(1, 2, 3)) > 1e-6
+    assert changed.any() and not changed.all()  # a random share of the batch, the rest exactly as before
+    edges = (blurred[:, :, 1:] - blurred[:, :, :-1]).abs().amax(dim=(1, 2, 3))
+    sharp = (plain[:, :, 1:] - plain[:, :, :-1]).abs().amax(dim=(1, 2, 3))
+    assert (edges[changed] < sharp[changed]).all()  # softer steps between pixels, as an enlarged small scan has
+    torch.testing.assert_close(blurred[changed].amax(dim=(1, 2, 3)), torch.ones(int(changed.sum())))
+    assert blurred.min() >= 0
+    everything = utils.augment_batch(digits, utils.Augment(lowres=0.999), torch.Generator().manual_seed(4))
+    assert ((everything - plain).abs().amax(dim=(1, 2, 3)) > 1e-6).all()
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_loader_yields_each_image_once_normalized(device) -> None:
     images, labels = synthetic_digits(100, seed=1)

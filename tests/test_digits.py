@@ -61,6 +61,24 @@ def test_a_one_pixel_line_on_a_large_canvas_survives() -> None:
     assert bottom - top + 1 >= 19 and right - left + 1 >= 6  # the whole 7 (300 x 1000 px), scaled to the box
 
 
+def test_a_marker_drawn_digit_is_narrowed_towards_an_mnist_pen(monkeypatch: pytest.MonkeyPatch) -> None:
+    img = Image.new("L", (160, 240), 240)
+    ImageDraw.Draw(img).line([(80, 30), (80, 210)], fill=20, width=60)  # a 1 as a fat bar, a third as wide as tall
+    out = digits.preprocess(img)
+    top, bottom, _, _ = ink_box(out)
+    assert bottom - top + 1 >= 18  # still the whole bar
+    with monkeypatch.context() as m:
+        m.setattr(digits, "BOLD", 99.0)  # no narrowing
+        fat = digits.preprocess(img)
+    assert digits.pen_width(out.numpy() / 255) <= digits.pen_width(fat.numpy() / 255) - 1  # a px or more slimmer
+    thin = Image.new("L", (160, 240), 240)
+    ImageDraw.Draw(thin).line([(80, 30), (80, 210)], fill=20, width=14)  # an MNIST-like pen: left as it is
+    with monkeypatch.context() as m:
+        m.setattr(digits, "BOLD", 99.0)
+        unchanged = digits.preprocess(thin)
+    assert torch.equal(digits.preprocess(thin), unchanged)
+
+
 def test_a_light_digit_on_dark_grey_paper() -> None:
     reference = digits.preprocess(draw_digit(1, size=(240, 300)))
     gray = np.asarray(draw_digit(1, size=(240, 300), dark_on_light=False), dtype=np.float64)
