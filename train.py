@@ -27,11 +27,15 @@ from mnist import MNIST_MD5, MnistError, load_mnist
 from model import Net
 
 # The default recipe: AdamW + OneCycle, batch 64, label smoothing, the seed's rotation/crop plus mild shift and
-# zoom. Chosen on a validation split (--val 10000, seed 1; logs/tuning/), never on the test set.
+# zoom, and 30% of images seen as an enlarged low-resolution scan (validation median 99.65% vs 99.62% without, 3 seeds,
+# and better on real scans). Chosen on a validation split (--val 10000; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.0)
-SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0)  # rotation and crop only
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3)
+SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0)  # rotation and crop only
+# Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
+# run continues as it started, not with today's default.
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -42,7 +46,7 @@ RECIPES = {
              "label_smoothing": 0.0, **SEED_AUGMENTATION},
     # On a CUDA GPU, where they are picked when --recipe is not given: there a step costs kernel launches, not
     # arithmetic, so batches of 512 with a peak learning rate tuned for them (--val 10000 on an H100; logs/tuning/).
-    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008},
+    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0},
     "gpu-fast": {**DEFAULT, "epochs": 1, "batch_size": 256, "lr": 0.012, **SEED_AUGMENTATION},
 }
 # A GPU warps this many training images in one batched call (a CPU warps batch by batch): fewer launches per step.
@@ -224,7 +228,7 @@ def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], p
     if state.get("kind") == "weights" or not state.get("args"):
         raise CheckpointError(f"{path} holds weights only (e.g. torch.save(net.state_dict())): it can be used "
                               "with predict.py, but a run cannot be resumed from it (no optimizer or schedule)")
-    saved = state["args"]
+    saved = {**ADDED_SETTINGS, **state["args"]}
     warnings = [f"--{key.replace('_', '-')} {getattr(args, key)} is ignored on --resume: the run continues "
                 f"with its own {key}={saved[key]}"
                 for key in TRAINING_KEYS if key in explicit and key in saved and getattr(args, key) != saved[key]]

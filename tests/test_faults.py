@@ -210,6 +210,17 @@ def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: P
     assert warning in resumed.log.read_text()
 
 
+def test_a_checkpoint_from_before_a_setting_existed_resumes_without_it() -> None:
+    """Runs saved before --stroke and --lowres existed trained without them: resuming one must not switch on
+    today's default of either (the run would no longer be the one that was started)."""
+    args = train.parse_args(["--resume", "old.pt"])
+    saved = {key: value for key, value in vars(train.parse_args(["--recipe", "default"])).items()
+             if key not in train.ADDED_SETTINGS}
+    assert args.lowres > 0  # today's default has the low-res scans, the old run did not
+    train.resume_settings(args, {"kind": "train", "args": saved}, explicit=set(), path="old.pt")
+    assert args.lowres == 0.0 and args.stroke == 0.0
+
+
 def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, tmp_path: Path, monkeypatch) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
