@@ -189,7 +189,25 @@ def _pad_edge(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np
     h, w = a.shape
     if a.size > 16384:  # on a large picture np.pad's copy is the faster one
         return np.pad(a, ((top, bottom), (left, right)), mode="edge")
-    return a[np.clip(np.arange(-top, h + bottom), 0, h - 1)][:, np.clip(np.arange(-left, w + right), 0, w - 1)]
+    rows = np.take(a, np.arange(-top, h + bottom), axis=0, mode="clip")  # "clip": outside indices repeat the edge
+    return np.take(rows, np.arange(-left, w + right), axis=1, mode="clip")
+
+
+def _pad_zero(a: np.ndarray, r: int) -> np.ndarray:
+    """``np.pad(a, r)`` (``r`` zeros around a 2-D array), without np.pad's overhead."""
+    out = np.zeros((a.shape[0] + 2 * r, a.shape[1] + 2 * r), dtype=a.dtype)
+    out[r : r + a.shape[0], r : r + a.shape[1]] = a
+    return out
+
+
+def _median(a: np.ndarray) -> float:
+    """``np.median(a)`` (the same number) from one partial sort, without np.median's overhead."""
+    flat = a.ravel()
+    k = flat.size // 2
+    if flat.size % 2:
+        return float(np.partition(flat, k)[k])
+    part = np.partition(flat, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)
 
 
 def _window(a: np.ndarray, r: int, reduce) -> np.ndarray:
@@ -256,8 +274,8 @@ def flatten(gray: np.ndarray) -> np.ndarray:
 def _plain_ink(gray: np.ndarray) -> np.ndarray:
     """Ink strength 0..1 with the border's median as the paper (inverted when the border is light): the
     fallback for a picture that is mostly ink, where no paper is left to estimate the light from."""
-    ink = 255 - gray if np.median(_border(gray)) > 127 else gray
-    paper = float(np.median(_border(ink)))
+    ink = 255 - gray if _median(_border(gray)) > 127 else gray
+    paper = _median(_border(ink))
     return (ink - paper) / max(float(ink.max()) - paper, 1.0)
 
 
@@ -273,7 +291,8 @@ def _smooth(a: np.ndarray) -> np.ndarray:
     """The mean of each 3x3 neighbourhood (edges repeated): sensor and JPEG noise shrink threefold."""
     p = _pad_edge(a, 1, 1, 1, 1)
     h, w = a.shape
-    return sum(p[y : y + h, x : x + w] for y in range(3) for x in range(3)) / 9
+    rows = p[:h] + p[1 : h + 1] + p[2:]  # separable: down the columns, then along the rows
+    return (rows[:, :w] + rows[:, 1 : w + 1] + rows[:, 2:]) / 9
 
 
 def _crop(ink: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -304,8 +323,8 @@ def _paper_level(a: np.ndarray) -> tuple[float, float]:
     p5, p25 = _percentiles(a, (5, 25))
     grain = (p25 - p5) / (1.645 - 0.674)
     edge = _border(a)  # mostly paper too: the better hint when a bold digit fills most of a tight crop
-    mid = float(np.median(edge))
-    return min(float(p25 + 0.674 * grain), mid), min(float(grain), 1.4826 * float(np.median(np.abs(edge - mid))))
+    mid = _median(edge)
+    return min(float(p25 + 0.674 * grain), mid), min(float(grain), 1.4826 * _median(np.abs(edge - mid)))
 
 
 def _span(profile: np.ndarray) -> tuple[int, int]:
@@ -317,7 +336,7 @@ def _span(profile: np.ndarray) -> tuple[int, int]:
 
 def pen_width(ink: np.ndarray) -> float:
     """The strokes' mean width in px: twice the ink's area over its outline's length (ink > 0.5)."""
-    mask = np.pad(ink > 0.5, 1)
+    mask = _pad_zero(ink > 0.5, 1)
     inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     area, outline = int(mask.sum()), int(mask[1:-1, 1:-1].sum() - inner.sum())
     return 2 * area / outline if outline else 0.0
@@ -330,11 +349,11 @@ def _thicken(ink: np.ndarray) -> np.ndarray:
     width = pen_width(ink)
     r = round((PEN * scale - width) / 2)
     if r >= 1:
-        return _window(np.pad(ink, r), r, np.max)  # padded first: a widened stroke may grow past the old box
+        return _window(_pad_zero(ink, r), r, np.max)  # padded first: a widened stroke may grow past the old box
     r = round((width - BOLD * scale) / 2)
     if r < 1:
         return ink
-    return _window(np.pad(ink, r), r, np.min)[r:-r, r:-r]  # paper around the crop: its edge strokes narrow too
+    return _window(_pad_zero(ink, r), r, np.min)[r:-r, r:-r]  # paper around the crop: its edge strokes narrow too
 
 
 def _centre(digit: np.ndarray) -> np.ndarray:
@@ -343,8 +362,8 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     ys, xs = np.indices(digit.shape)
     mass = float(digit.sum())
     cy, cx = ((ys * digit).sum() / mass, (xs * digit).sum() / mass) if mass else ((h - 1) / 2, (w - 1) / 2)
-    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - h))
-    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - w))
+    top = min(max(round(SIDE / 2 - cy), 0), SIDE - h)
+    left = min(max(round(SIDE / 2 - cx), 0), SIDE - w)
     canvas = np.zeros((SIDE, SIDE), dtype=np.uint8)
     canvas[top : top + h, left : left + w] = digit
     return canvas
@@ -352,7 +371,7 @@ def _centre(digit: np.ndarray) -> np.ndarray:
 
 def _is_mnist_format(gray: np.ndarray) -> bool:
     """A 28x28 picture with a dark border is an MNIST digit already (white on black, centred)."""
-    return gray.shape == (SIDE, SIDE) and np.median(_border(gray)) <= 127
+    return gray.shape == (SIDE, SIDE) and _median(_border(gray)) <= 127
 
 
 def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Tensor:
@@ -371,7 +390,7 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
         raise ImageError(f"{name} is an empty image (zero size)")
     _check_finite(gray, name)
     if _is_mnist_format(gray):
-        if gray.max() - np.median(_border(gray)) < MIN_CONTRAST * 255:
+        if gray.max() - _median(_border(gray)) < MIN_CONTRAST * 255:
             raise ImageError(f"{name} is an empty image: no ink, it is (nearly) all one colour")
         return torch.from_numpy(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
     found = _crop(flatten(gray)) or _crop(_plain_ink(gray))
@@ -383,8 +402,8 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
     top = max(_kth_largest(ink, per=400), 1e-6)
     ink = ink / top  # the reduction faded thin lines: stretch again
     floor = min(0.5, max(FLOOR, 3 * noise / top))  # fainter is paper grain: thickening would spread it
-    ink = np.clip((ink - floor) / (1 - floor), 0, 1)
-    digit = np.clip(_resize(_thicken(ink), BOX), 0, None)
+    ink = np.minimum(np.maximum((ink - floor) / (1 - floor), 0), 1)
+    digit = np.maximum(_resize(_thicken(ink), BOX), 0)
     digit = np.rint(digit * (255 / max(float(digit.max()), 1e-6))).astype(np.uint8)  # full contrast after scaling
     return torch.from_numpy(_centre(digit))
 

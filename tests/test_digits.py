@@ -192,7 +192,8 @@ def test_realworld_build_writes_files_and_a_manifest(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (28, 28), (64, 40), (200, 300)])
 def test_fast_filters_give_numpys_numbers(shape) -> None:
-    """predict.py's own percentile, edge padding and window filters equal numpy's general ones, number for number."""
+    """predict.py's own percentile, median, padding and window filters equal numpy's general ones, number for number
+    (the 3x3 mean to rounding: it adds in another order)."""
     rng = np.random.default_rng(sum(shape))
     a = rng.random(shape) * 255
     for qs in ((5, 25), (0.1, 99.9), (0, 100), (50,)):
@@ -202,3 +203,9 @@ def test_fast_filters_give_numpys_numbers(shape) -> None:
     window = np.lib.stride_tricks.sliding_window_view(np.pad(a, 2, mode="edge"), (5, 5))
     for reduce in (np.max, np.min, np.median):
         assert np.array_equal(digits._window(a, 2, reduce), reduce(window, axis=(2, 3)))
+    for part in (a, a.ravel()[1:], a.ravel()[2:]):  # odd and even sizes (one may be empty: skipped)
+        assert part.size == 0 or digits._median(part) == np.median(part)
+    assert np.array_equal(digits._pad_zero(a, 3), np.pad(a, 3)) and np.array_equal(digits._pad_zero(a > 99, 1),
+                                                                                      np.pad(a > 99, 1))
+    smooth = np.lib.stride_tricks.sliding_window_view(np.pad(a, 1, mode="edge"), (3, 3)).mean(axis=(2, 3))
+    assert np.allclose(digits._smooth(a), smooth, rtol=1e-12, atol=1e-12)
