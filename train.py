@@ -31,11 +31,11 @@ from model import Net
 # and better on real scans). Chosen on a validation split (--val 10000; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3)
-SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0)  # rotation and crop only
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0)
+SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
-ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0)
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -46,7 +46,7 @@ RECIPES = {
              "label_smoothing": 0.0, **SEED_AUGMENTATION},
     # On a CUDA GPU, where they are picked when --recipe is not given: there a step costs kernel launches, not
     # arithmetic, so batches of 512 with a peak learning rate tuned for them (--val 10000 on an H100; logs/tuning/).
-    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0},
+    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0, "elastic": 0.0},
     "gpu-fast": {**DEFAULT, "epochs": 1, "batch_size": 256, "lr": 0.012, **SEED_AUGMENTATION},
 }
 # A GPU warps this many training images in one batched call (a CPU warps batch by batch): fewer launches per step.
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-max", type=bounded(float, 0.25, 4), help="augmentation: random zoom upper bound")
     p.add_argument("--stroke", type=bounded(float, 0, 1),
                    help="augmentation: pen width change, up to this fraction of a 3x3 dilation or erosion")
+    p.add_argument("--elastic", type=bounded(float, 0, 8),
+                   help="augmentation: elastic distortion, the largest move of a point of a smooth field, in px")
     p.add_argument("--lowres", type=fraction,
                    help="augmentation: fraction of images seen at 10-20 px and enlarged again, as small scans are")
     p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1,

@@ -1,7 +1,6 @@
 """Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, device and
-precision, the train/test loops, optimizer and learning-rate schedules, the per-epoch history with its CSV and the
-run's text log, and plots. Plain functions and small classes, no module-level mutable state: callers own what they
-make (a ``History``, a ``RunLog``, a loader). Getting MNIST is ``mnist.py``'s job, checkpoints are ``checkpoint.py``'s.
+precision, train/test loops, optimizer and schedules, the per-epoch history, CSV and text log, and plots. Plain
+functions and small classes, no module-level mutable state; MNIST is ``mnist.py``'s, checkpoints ``checkpoint.py``'s.
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ class Augment:
     (fraction of the image) and ``scale`` add mild shifts and zooms on top; ``stroke`` changes the pen: each image
     moves a random fraction, up to ``stroke``, of the way to its 3x3 dilation (a thicker pen) or erosion (a finer
     one); ``lowres`` is the fraction of images seen as a small scan enlarged (area-reduced to ``lowres_sides`` px,
-    one side per batch, then bilinear back to 28)."""
+    one side per batch, then bilinear back to 28); ``elastic`` bends strokes (4x4 knots ~9 px apart moved up to
+    ``elastic`` px each, bicubic between)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
@@ -48,20 +48,22 @@ class Augment:
     stroke: float = 0.0
     lowres: float = 0.0
     lowres_sides: tuple[int, int] = (10, 20)  # the 20-px box at 7-14 px, as in an 8x8 or 16x16 scan enlarged
+    elastic: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
         """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
                    scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
-                   lowres=settings.get("lowres", 0.0))
+                   lowres=settings.get("lowres", 0.0), elastic=settings.get("elastic", 0.0))
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
-                shifts: torch.Tensor | None = None) -> torch.Tensor:
+                shifts: torch.Tensor | None = None, bend: torch.Tensor | None = None) -> torch.Tensor:
     """Warp a (N, C, H, W) float batch: rotate each image counter-clockwise by ``angles`` (degrees)
     about its centre, after showing only the central ``zooms`` fraction of it (0.5 = 2x zoom-in),
-    then shift it by ``shifts`` (N, 2) in fractions of its width/height. Outside is filled with 0.
+    then shift it by ``shifts`` (N, 2) in fractions of its width/height, and move where each output pixel
+    samples by ``bend`` (N, H, W, 2), in grid units (2 / width per pixel). Outside is filled with 0.
     """
     theta = torch.deg2rad(angles.float())
     cos, sin = torch.cos(theta) * zooms, torch.sin(theta) * zooms
@@ -70,6 +72,7 @@ def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
     offset = torch.zeros_like(matrix[..., 0]) if shifts is None else -(matrix @ (2 * shifts.unsqueeze(-1))).squeeze(-1)
     grid = F.affine_grid(torch.cat([matrix, offset.unsqueeze(-1)], -1).to(images.dtype), list(images.shape),
                          align_corners=False)
+    grid = grid if bend is None else grid + bend
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -96,13 +99,19 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     lo, hi = aug.scale
     zooms = zooms / (lo + (hi - lo) * u[:, 2])
     shifts = (u[:, 3:5] * 2 - 1) * aug.translate if aug.translate else None
-    images = affine_warp(images, angles, zooms, shifts)
+    bend = None  # drawn after the others, so a run without it sees the same warps as before
+    if aug.elastic:  # knots in grid units (2 / width per px)
+        knots = torch.rand(n, 2, 4, 4, generator=generator, device=images.device) * 2 - 1
+        bend = F.interpolate(knots * (2 * aug.elastic / images.shape[-1]), size=images.shape[-2:], mode="bicubic",
+                             align_corners=True).permute(0, 2, 3, 1)
+    images = affine_warp(images, angles, zooms, shifts, bend)
     if aug.lowres:  # drawn last, so a run without it sees the same warps as before
         v = torch.rand(n + 1, generator=generator, device=images.device)
         side = int(aug.lowres_sides[0] + (aug.lowres_sides[1] + 1 - aug.lowres_sides[0]) * float(v[n]))
-        small = F.interpolate(F.interpolate(images, size=side, mode="area"), size=images.shape[-2:], mode="bilinear")
+        picked = (v[:n] < aug.lowres).nonzero().squeeze(1)  # only these are reduced: a third of the arithmetic
+        small = F.interpolate(F.interpolate(images[picked], size=side, mode="area"), size=28, mode="bilinear")
         small = small / small.amax((1, 2, 3), keepdim=True).clamp(min=1e-3)  # full contrast, as predict.py gives
-        images = torch.where((v[:n] < aug.lowres).view(-1, 1, 1, 1), small, images)
+        images = images.index_copy(0, picked, small)
     return images
 
 
@@ -114,10 +123,8 @@ def _batch_seed(seed: int, epoch: int, batch: int) -> int:
 class DeviceLoader:
     """Shuffled, augmented, normalized batches from uint8 tensors that already sit on the device.
 
-    ``chunk`` batches are augmented together (one batched warp: on a GPU, a step's cost is kernel launches,
-    not arithmetic). Randomness is drawn from a generator re-seeded per (seed, epoch, first batch of the
-    chunk): epoch ``e`` batch ``b`` is the same batch whether training started at epoch 1 or resumed in ``e``.
-    """
+    ``chunk`` batches are augmented together (one warp: on a GPU a step costs launches, not arithmetic). The
+    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, chunk: int = 1) -> None:
@@ -173,8 +180,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``amp`` in {auto, off, bf16, fp16}: ``auto`` is bf16 where the hardware has
-    it natively (CUDA compute capability 8.0+, CPUs with AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
+    """The autocast dtype for ``amp`` (auto, off, bf16, fp16); ``auto``: bf16 where native (CUDA 8.0+, CPUs with
+    AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
     if amp != "auto":
         return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     if device.type == "cuda":
@@ -236,11 +243,10 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
     """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
     after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
 
-    The tqdm bar reads like the seed's: ``Train: Loss=… Batch_id=… Accuracy=…``. Sums stay on the device and are
-    read only at display points, so a CUDA step never waits for the host. When ``should_stop()`` turns true (e.g.
-    after Ctrl-C) the epoch ends after the current step; compare ``totals.batches`` with ``n_batches`` to tell.
-    Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run: its scale carries over.
-    """
+    The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the device, read only to
+    display, so a CUDA step never waits for the host. When ``should_stop()`` turns true (Ctrl-C) the epoch ends after
+    this step. Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run: its scale carries
+    over."""
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
@@ -359,8 +365,7 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 
 
 @dataclass
 class Schedule:
-    """A learning-rate scheduler and when it steps: after every batch (OneCycle) or every epoch (StepLR); ``train``
-    calls both hooks, and the one that does not apply to this scheduler does nothing."""
+    """A scheduler and when it steps: per batch (OneCycle) or per epoch (StepLR); the other hook does nothing."""
 
     scheduler: torch.optim.lr_scheduler.LRScheduler
     per_batch: bool
@@ -382,9 +387,8 @@ def epoch_batches(epochs: float, steps_per_epoch: int) -> list[int]:
 
 def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float, steps_per_epoch: int,
                   step_size: int = 15, gamma: float = 0.1, pct_start: float = 0.25) -> Schedule:
-    """``step`` is the seed's StepLR, stepped once per epoch; ``onecycle`` is OneCycleLR peaking at the
-    optimizer's lr (warm-up over ``pct_start`` of the steps, then a linear decay), stepped per batch over
-    exactly the batches that ``epoch_batches`` plans."""
+    """``step``: the seed's StepLR, per epoch; ``onecycle``: OneCycleLR peaking at the optimizer's lr (warm-up over
+    ``pct_start`` of the steps, then linear decay), per batch over exactly the batches ``epoch_batches`` plans."""
     if name == "step":
         return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), False)
     if name == "onecycle":
@@ -413,8 +417,7 @@ SPLITS = {"test": "Test", "val": "Validation"}  # split -> how the log, the plot
 
 @dataclass
 class History:
-    """Per-epoch metrics of one run, a row appended per epoch; ``split`` says what the eval_* numbers were measured
-    on: "test", or "val" (a validation split)."""
+    """Per-epoch metrics of one run; ``split`` says what eval_* was measured on: "test", or "val" (validation)."""
 
     split: str = "test"
     epoch: list[float] = field(default_factory=list)  # epochs trained so far: 0.5 after half an epoch
@@ -486,8 +489,7 @@ def load_history(path: str | Path) -> History:
 
 
 class RunLog:
-    """A run's text log: ``log(message)`` writes each line to ``logs/<run-id>.log`` and, above the tqdm
-    bars, to the console. Lines read like the seed's (``INFO:utils:Test set: …``), with a timestamp."""
+    """``log(message)``: each line to ``logs/<run-id>.log`` as ``<time> INFO:utils:…`` and to the console."""
 
     def __init__(self, path: Path, echo: bool = True) -> None:
         self.path, self.echo = Path(path), echo
@@ -510,8 +512,7 @@ class RunLog:
 
 @dataclass(frozen=True)
 class RunFiles:
-    """Where one run writes: ``logs/<run_id>.log`` (text), ``.csv`` (per epoch), ``.json`` (what the run is:
-    its kind, command and settings, machine-readable) and ``checkpoints/<run_id>.pt``."""
+    """Where a run writes: logs/<run_id>.log, .csv (per epoch), .json (its command) and checkpoints/<run_id>.pt."""
 
     run_id: str
     log: Path
@@ -529,9 +530,8 @@ class RunFiles:
 
 
 def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoints", name: str = "") -> RunFiles:
-    """Claim a fresh run id (``YYYYmmdd-HHMMSS[-name][-k]``) in both folders: its log file and a claim beside
-    its checkpoint are created exclusively, so runs that share either folder never write over each other's
-    files. Creating them also proves both folders writable before any training starts."""
+    """Claim a fresh run id (``YYYYmmdd-HHMMSS[-name][-k]``): its log file and a claim beside its checkpoint are
+    created exclusively (runs sharing a folder never collide), which also proves both folders writable."""
     log_dir, checkpoint_dir = Path(log_dir), Path(checkpoint_dir)
     for folder in (log_dir, checkpoint_dir):
         try:
@@ -571,8 +571,7 @@ def read_run_info(path: str | Path) -> dict:
 
 
 def update_readme_block(readme: str | Path, name: str, content: str) -> None:
-    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the README file;
-    a missing marker is a clear error, and the file is rewritten atomically."""
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` atomically (no marker: an error)."""
     readme = Path(readme)
     text = readme.read_text()
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -744,7 +743,8 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
                 ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
     parts = [f"rotation ±{aug.degrees:g}°", f"CenterCrop({aug.crop_size}) p={aug.crop_p:g}",
              aug.translate and f"shift ±{aug.translate:g}", aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-"
-             f"{aug.scale[1]:g}", aug.stroke and f"pen ±{aug.stroke:g}", aug.lowres and f"low-res p={aug.lowres:g}"]
+             f"{aug.scale[1]:g}", aug.stroke and f"pen ±{aug.stroke:g}", aug.lowres and f"low-res p={aug.lowres:g}",
+             aug.elastic and f"elastic ±{aug.elastic:g} px"]
     fig.suptitle("Augmentation: " + ", ".join(part for part in parts if part))
     fig.tight_layout()
     return save_figure(fig, save)

@@ -99,6 +99,22 @@ def test_lowres_blurs_a_share_of_the_images_at_full_contrast(digits) -> None:
     assert ((everything - plain).abs().amax(dim=(1, 2, 3)) > 1e-6).all()
 
 
+def test_elastic_bends_each_image_its_own_way_by_a_few_pixels(digits) -> None:
+    def augmented(seed: int, **settings) -> torch.Tensor:
+        return utils.augment_batch(digits, utils.Augment(**{"degrees": 0.0, "crop_p": 0.0, **settings}),
+                                   torch.Generator().manual_seed(seed))
+
+    plain, bent = augmented(4), augmented(4, elastic=2.0)
+    assert ((bent - plain).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # every image bent, each its own way
+    assert not torch.allclose(bent[0] - plain[0], bent[1] - plain[1])
+    assert bent.min() >= 0 and bent.max() <= 1
+    # points move about 2 px, not more (bicubic overshoots a little): the bent ink lies inside the plain ink grown 3 px
+    grown = torch.nn.functional.max_pool2d(plain, 7, 1, 3)
+    assert (bent <= grown + 1e-5).all()
+    # a field of 1e-6 px is the plain warp: the same seed gives the same rotations as without it
+    assert (augmented(9, degrees=15.0) - augmented(9, degrees=15.0, elastic=1e-6)).abs().max() < 1e-4
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_loader_yields_each_image_once_normalized(device) -> None:
     images, labels = synthetic_digits(100, seed=1)
