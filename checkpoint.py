@@ -9,6 +9,7 @@ file that would run code when unpickled is refused, whatever torch version words
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import time
@@ -167,3 +168,8 @@ def load_given_or_newest(path: str | Path | None = None, folder: str | Path = "c
     (for the command lines that say which checkpoint they read); ``CheckpointError`` when there is none."""
     path = Path(path) if path is not None else newest_checkpoint(folder)
     return load_trained_net(path), path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a checkpoint file's bytes: what an export records to tell which checkpoint it was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import checkpoint
+import digits
 import mnist
 
 TOLERANCE = 1e-4  # largest accepted |log-prob difference| between PyTorch and an export
@@ -111,14 +112,18 @@ def _dynamic_batch() -> dict[str, dict[int, object]]:
     return {"x": {0: torch.export.Dim("batch", min=1, max=1 << 20)}}
 
 
-def export_onnx(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model`` as an ONNX file with a dynamic batch dimension; refuses to replace an existing file."""
+def export_onnx(model: nn.Module, path: str | Path, source: str | Path | None = None) -> Path:
+    """Write ``model`` as an ONNX file with a dynamic batch dimension; refuses to replace an existing file.
+    ``source``: the checkpoint it came from, whose SHA-256 goes into the file's metadata (``digits.SOURCE_KEY``):
+    predict.py runs an export beside a checkpoint only if it was made from those very bytes."""
     path = Path(path)
     refuse_existing(path)
     model = model.eval()
     with _write_new(path) as tmp, _quiet(), torch.no_grad():
         program = torch.onnx.export(model, (_example(model),), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], dynamic_shapes=_dynamic_batch(), verbose=False)
+        if source is not None:
+            program.model.metadata_props[digits.SOURCE_KEY] = checkpoint.file_sha256(source)
         program.save(str(tmp), external_data=False)
     return path
 
@@ -137,16 +142,6 @@ def export_program(model: nn.Module, path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 # Running and comparing
 # --------------------------------------------------------------------------------------------------
-
-
-def ort_session(onnx_path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session; ``threads`` defaults to torch's intra-op thread count (a fair comparison)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 def ort_log_probs(session, x: torch.Tensor | np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -197,7 +192,7 @@ def verify(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, labels
     """Classify ``images`` (uint8 (N, 28, 28)) with PyTorch, onnxruntime and (if given) the ``.pt2`` program."""
     x = mnist.normalize(images.cpu())
     reference = torch_log_probs(model.eval(), x)
-    results = [compare("onnxruntime", reference, ort_log_probs(ort_session(onnx_path), x), labels)]
+    results = [compare("onnxruntime", reference, ort_log_probs(digits.ort_session(onnx_path), x), labels)]
     if program_path is not None:
         module = torch.export.load(str(program_path)).module()
         results.append(compare("torch.export program", reference, torch_log_probs(module, x), labels))
@@ -250,7 +245,7 @@ def inference_speed(model: nn.Module, images: torch.Tensor, onnx_path: str | Pat
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None:
             onnx_path = export_onnx(model, Path(tmp) / "net.onnx")
-        session = ort_session(onnx_path, threads)
+        session = digits.ort_session(onnx_path, threads)
         name = session.get_inputs()[0].name
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -326,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             data = mnist.load_mnist(args.data_dir, md5s=None if args.no_verify else mnist.MNIST_MD5,
                                     log=lambda message: print(message, file=sys.stderr))
         start = time.perf_counter()
-        export_onnx(model, onnx_path)
+        export_onnx(model, onnx_path, source=args.checkpoint)
         print(f"wrote {onnx_path} (ONNX, dynamic batch; input {INPUT_NAME!r} (N, 1, 28, 28) normalized, "
               f"output {OUTPUT_NAME!r} (N, 10) log-probabilities) in {time.perf_counter() - start:.1f}s")
         if program_path is not None:

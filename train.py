@@ -31,11 +31,11 @@ from model import Net
 # and better on real scans). Chosen on a validation split (--val 10000; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0)
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0, plain_epochs=0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
-ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0)
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augmentation: pen width change, up to this fraction of a 3x3 dilation or erosion")
     p.add_argument("--elastic", type=bounded(float, 0, 8),
                    help="augmentation: elastic distortion, the largest move of a point of a smooth field, in px")
+    p.add_argument("--plain-epochs", type=count,
+                   help="the last N epochs see the training images as they are, without augmentation")
     p.add_argument("--lowres", type=fraction,
                    help="augmentation: fraction of images seen at 10-20 px and enlarged again, as small scans are")
     p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1,
@@ -322,6 +324,7 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
                                       augment=utils.Augment.from_settings(vars(args)), seed=args.seed,
                                       chunk=augment_chunk(device, args.batch_size))
     eval_loader = utils.DeviceLoader(eval_images, eval_labels, args.test_batch_size)
+    plain_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True, seed=args.seed)
     model = Net().to(device, memory_format=torch.channels_last)
     log(f"Net: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
     optimizer = utils.make_optimizer(model, args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -359,13 +362,15 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
         for epoch in range(start_epoch, len(plan) + 1):
             planned = plan[epoch - 1]
             part = f", {planned} of its {len(train_loader)} batches" if planned < len(train_loader) else ""
-            log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e}{part})")
+            plain = epoch > len(plan) - args.plain_epochs  # a last epoch on the images as the test set shows them
+            log(f"Epoch {epoch} (learning rate {optimizer.param_groups[0]['lr']:.4e}{part}"
+                f"{', no augmentation' if plain else ''})")
             start = time.perf_counter()
             try:
-                totals = utils.train(model, train_loader, optimizer, epoch=epoch, schedule=schedule,
-                                     amp_dtype=amp_dtype, scaler=scaler, label_smoothing=args.label_smoothing,
-                                     totals=partial, should_stop=should_stop, log=log, progress=args.progress,
-                                     n_batches=planned)
+                totals = utils.train(model, plain_loader if plain else train_loader, optimizer, epoch=epoch,
+                                     schedule=schedule, amp_dtype=amp_dtype, scaler=scaler,
+                                     label_smoothing=args.label_smoothing, totals=partial, should_stop=should_stop,
+                                     log=log, progress=args.progress, n_batches=planned)
             except utils.NonFiniteLossError as exc:
                 log(f"ERROR: {exc}")
                 if files.checkpoint.exists():

@@ -88,6 +88,23 @@ def test_a_light_digit_on_dark_grey_paper() -> None:
     assert (out.float() - reference.float()).abs().mean() < 6
 
 
+def test_the_quick_polarity_answer_is_the_local_one_and_shadows_take_the_local_test(monkeypatch) -> None:
+    rng = np.random.default_rng(1)
+    pictures = []
+    for k, (digit, dark) in enumerate([(0, True), (1, False), (7, True), (7, False), (0, False)]):
+        gray = np.asarray(draw_digit(digit, size=(40 + 60 * k, 90), thickness=4 + 3 * k, dark_on_light=dark),
+                          dtype=np.float64)
+        pictures.append((gray + rng.normal(0, 3, gray.shape), dark))
+    local_calls = []
+    real = digits._dark_ink_local
+    monkeypatch.setattr(digits, "_dark_ink_local", lambda gray: local_calls.append(1) or real(gray))
+    for gray, dark in pictures:  # evenly lit paper: answered from the border, the same as the local test
+        assert digits._dark_ink(gray) == real(gray) == dark
+    assert not local_calls
+    shadowed = shade(draw_digit(7, size=(300, 300), thickness=6), depth=0.45)  # the shadow reaches the border
+    assert digits._dark_ink(shadowed) and local_calls
+
+
 def test_low_contrast_noisy_paper_keeps_a_tight_box() -> None:
     rng = np.random.default_rng(0)
     img = draw_digit(7, size=(300, 300), thickness=14, box=(0.4, 0.35, 0.6, 0.65))

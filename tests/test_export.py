@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from conftest import ROOT, write_mnist
 
 import checkpoint
+import digits
 import mnist
 import utils
 from model import Net
@@ -66,7 +68,7 @@ def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp
     assert batch_dim.dim_param and not batch_dim.dim_value  # symbolic: any batch size
     net = checkpoint.load_trained_net(ckpt)
     data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
-    session = export.ort_session(onnx_path)
+    session = digits.ort_session(onnx_path)
     program = torch.export.load(str(program_path)).module()
     for n in (1, 5, 128):
         x = mnist.normalize(data.test_images[:n])
@@ -188,3 +190,43 @@ def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny-run.onnx"]
     assert "identical predictions" not in proc.stdout and not (tmp_path / "no-data").exists()
+
+
+def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, source = trained
+    ckpt, other = tmp_path / "run.pt", tmp_path / "other" / "run.pt"
+    ckpt.write_bytes(source.read_bytes())
+    proc = run_export(ckpt, "--skip-compare", "--no-program", cwd=tmp_path)  # writes run.onnx beside run.pt
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
+    images = data.test_images[:300]
+    onnx_net, net = digits.exported_net(ckpt), checkpoint.load_trained_net(ckpt)
+    assert onnx_net is not None and onnx_net.path == tmp_path / "run.onnx"
+    fast, reference = digits.predict(onnx_net, images), digits.predict(net, images)
+    assert [p.digit for p in fast] == [p.digit for p in reference]
+    assert max(abs(p.probability - q.probability) for p, q in zip(fast, reference, strict=True)) < 1e-5
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    from PIL import Image
+
+    for k in range(40):
+        Image.fromarray(255 - images[k].numpy()).resize((56, 56)).save(folder / f"{k:02d}.png")
+
+    def predict_cli(checkpoint_path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder), "--checkpoint",
+                               str(checkpoint_path), "--json"], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=300)
+
+    with_onnx = predict_cli(ckpt)
+    assert with_onnx.returncode == 0 and f"onnxruntime: {tmp_path / 'run.onnx'}" in with_onnx.stderr
+    # the same checkpoint changed after the export (as --resume does): its stale export is not used
+    other.parent.mkdir()
+    checkpoint.save_checkpoint(other, model=net, epoch=3)
+    (other.parent / "run.onnx").write_bytes((tmp_path / "run.onnx").read_bytes())
+    assert digits.exported_net(other) is None
+    without = predict_cli(other)
+    assert without.returncode == 0 and "onnxruntime" not in without.stderr
+    digits_of = lambda proc: [e["digit"] for e in json.loads(proc.stdout)]  # noqa: E731
+    assert digits_of(with_onnx) == digits_of(without)
+    assert digits.exported_net(tmp_path / "missing.pt") is None  # no export: PyTorch

@@ -368,3 +368,15 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip
     status, again = train.run(["--no-progress", "--resume", str(resumed.checkpoint)])
     assert status == 0 and again is None  # "Nothing to train": the 1.5 epochs are done
+
+
+def test_plain_epochs_train_the_last_epochs_on_unaugmented_images(small: Path, tmp_path: Path, monkeypatch) -> None:
+    real, warped = utils.augment_batch, []
+    monkeypatch.setattr(utils, "augment_batch", lambda *a, **k: warped.append(1) or real(*a, **k))
+    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "3",
+                               "--plain-epochs", "1", "--log-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path),
+                               "--device", "cpu"])  # the CPU recipe: 4 steps per epoch, one warp per step
+    assert status == 0 and len(warped) == 2 * 4  # epochs 1 and 2 only
+    log = files.log.read_text()
+    assert "Epoch 3 (learning rate" in log and log.count("no augmentation") == 1
+    assert "Epoch 3" in log.split("no augmentation")[0].rsplit("\n", 1)[-1]
