@@ -182,8 +182,15 @@ def _percentiles(a: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
 
 def _kth_largest(a: np.ndarray, per: int = 2000) -> float:
     """A robust maximum: the k-th largest value, k = 1 per ``per`` pixels (a few specks are not the ink)."""
-    k = max(1, a.size // per)
-    return float(np.partition(a.ravel(), a.size - k)[a.size - k])
+    k, flat = max(1, a.size // per), a.ravel()
+    if k == 1:
+        return float(flat.max())
+    # the k largest of 16-pixel block maxima are k of the values, so the k-th largest is at least the k-th of them:
+    # only the pixels above that bound are sorted (the same number as one partial sort of all, a fifth of the time)
+    blocks = flat[: flat.size - flat.size % 16].reshape(-1, 16).max(axis=1)
+    if len(blocks) >= k:
+        flat = flat[flat >= np.partition(blocks, len(blocks) - k)[len(blocks) - k]]
+    return float(np.partition(flat, flat.size - k)[flat.size - k])
 
 
 def _pad_edge(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:

@@ -226,3 +226,7 @@ def test_fast_filters_give_numpys_numbers(shape) -> None:
                                                                                       np.pad(a > 99, 1))
     smooth = np.lib.stride_tricks.sliding_window_view(np.pad(a, 1, mode="edge"), (3, 3)).mean(axis=(2, 3))
     assert np.allclose(digits._smooth(a), smooth, rtol=1e-12, atol=1e-12)
+    ties = np.rint(a / 40)  # few distinct values: many ties at the k-th largest
+    for values, per in ((a, 2000), (a, 400), (a, 7), (a, 1), (ties, 400), (ties, 3)):
+        k = max(1, values.size // per)
+        assert digits._kth_largest(values, per) == np.sort(values.ravel())[values.size - k]
