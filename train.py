@@ -46,7 +46,7 @@ RECIPES = {
              "label_smoothing": 0.0, **SEED_AUGMENTATION},
     # On a CUDA GPU, where they are picked when --recipe is not given: there a step costs kernel launches, not
     # arithmetic, so batches of 512 with a peak learning rate tuned for them (--val 10000 on an H100; logs/tuning/).
-    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0, "elastic": 0.0},
+    "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0},
     "gpu-fast": {**DEFAULT, "epochs": 1, "batch_size": 256, "lr": 0.012, **SEED_AUGMENTATION},
 }
 # A GPU warps this many training images in one batched call (a CPU warps batch by batch): fewer launches per step.
