@@ -514,8 +514,8 @@ def ort_session(onnx_path: str | Path, threads: int | None = None):
 
 class OnnxNet:
     """A Net exported by export.py, run by onnxruntime on the CPU: called like the Net on a normalized
-    (N, 1, 28, 28) batch, it returns the (N, 10) log-probabilities about 1.6x faster (export.py checks the
-    digits and log-probabilities against PyTorch's on the MNIST test set)."""
+    (N, 1, 28, 28) batch, it returns the (N, 10) log-probabilities (export.py checks the digits and
+    log-probabilities against PyTorch's on the MNIST test set)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

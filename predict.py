@@ -5,7 +5,8 @@
 Each image is made to look like an MNIST digit (see ``digits.preprocess``), then classified; answers whose
 probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When ``python export.py CHECKPOINT`` has
 written the checkpoint's ONNX file beside it and onnxruntime is installed (requirements-extras.txt), the Net runs
-in onnxruntime, about 1.6x faster on a CPU (the same digits). From Python, use the library module:
+in onnxruntime instead of PyTorch (the same digits; bench.py measures a folder both ways). From Python, use the
+library module:
 
     import digits
     from checkpoint import load_trained_net
