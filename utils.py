@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm  # text bars: they also render in saved notebooks
 
 from mnist import CLASS_NAMES, atomic_write_bytes, normalize
+from muon import Muon
 
 # --------------------------------------------------------------------------------------------------
 # Batches on the device, and augmentation as batched tensor math
@@ -353,14 +354,16 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, nesterov: bool = True) -> torch.optim.Optimizer:
-    """SGD (the seed's, optionally with Nesterov momentum) or AdamW; on a GPU, their fused one-kernel forms."""
+    """SGD (the seed's; Nesterov optional), AdamW (fused on a GPU), or Muon (muon.py; AdamW for what it skips)."""
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}  # ~15 kernel launches fewer per step
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
                                nesterov=nesterov and momentum > 0, **fused)
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
-    raise ValueError(f"unknown optimizer {name!r}: use sgd or adamw")
+    if name == "muon":
+        return Muon.for_model(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: use sgd, adamw or muon")
 
 
 @dataclass
@@ -397,8 +400,7 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float,
             pct_start = 2.0 / total
         return Schedule(torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=total, pct_start=pct_start,
-            anneal_strategy="linear", div_factor=25.0, final_div_factor=1e3,
-        ), True)
+            anneal_strategy="linear", div_factor=25.0, final_div_factor=1e3), True)
     raise ValueError(f"unknown scheduler {name!r}: use step or onecycle")
 
 
@@ -473,7 +475,6 @@ def write_history_csv(path: Path, history: History) -> None:
 
 def load_history(path: str | Path) -> History:
     """Load a run's ``logs/<run-id>.csv`` back into a ``History`` (no retraining needed to re-plot)."""
-    path = Path(path)
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         found = list(reader.fieldnames or ())
@@ -649,8 +650,7 @@ def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save
 
 def misclassified(result: EvalResult) -> torch.Tensor:
     """Indices of the wrong predictions, most confident mistake first."""
-    probs = result.log_probs.exp()
-    confidence, pred = probs.max(dim=1)
+    confidence, pred = result.log_probs.exp().max(dim=1)
     wrong = torch.nonzero(pred != result.targets).flatten()
     return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)]
 
