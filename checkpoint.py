@@ -33,6 +33,8 @@ def save_checkpoint(
     path: str | Path,
     *,
     model: nn.Module,
+    training_model: nn.Module | None = None,
+    average_updates: int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     scaler: torch.amp.GradScaler | None = None,
@@ -46,7 +48,9 @@ def save_checkpoint(
     """Save everything needed to use or resume a run, atomically.
 
     ``epoch`` is the number of finished epochs; ``partial`` the sums of an interrupted next epoch;
-    ``kind`` says what made it ("train", "dry-run", ...). Non-finite weights are never saved.
+    ``kind`` says what made it ("train", "dry-run", ...). Non-finite weights are never saved. ``model`` is what
+    the checkpoint is used as; under a weight average (train.py --ema) that is the average, and ``training_model``
+    the weights the optimizer steps, kept with the average's update count so that a resumed run goes on exactly.
     """
     weights = model.state_dict()
     bad = [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
@@ -57,6 +61,8 @@ def save_checkpoint(
         "kind": kind,
         "run_id": run_id,
         "model": weights,
+        "training_model": training_model.state_dict() if training_model is not None else None,
+        "average_updates": average_updates,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,

@@ -31,11 +31,12 @@ from model import Net
 # and better on real scans). Chosen on a validation split (--val 10000; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0, plain_epochs=0)
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0, plain_epochs=0,
+               ema=0.0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
-ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0)
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0, ema=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the last N epochs see the training images as they are, without augmentation")
     p.add_argument("--lowres", type=fraction,
                    help="augmentation: fraction of images seen at 10-20 px and enlarged again, as small scans are")
+    p.add_argument("--ema", type=fraction,
+                   help="evaluate and save an exponential moving average of the weights with this decay per step "
+                        "(0: the weights as trained)")
     p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=1,
                    help="random seed (same seed, same CPU: same numbers)")
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
@@ -339,6 +343,8 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
                                   f"scheduled steps, these data and flags give {schedule.scheduler.total_steps}: "
                                   "resume with the run's own --data-dir (leave it out to use the saved one)")
         load_model_state(model, resume_state, args.resume)
+        if resume_state.get("training_model") is not None:  # "model" holds the average; training goes on from these
+            model.load_state_dict(resume_state["training_model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         schedule.scheduler.load_state_dict(resume_state["scheduler"])
         if resume_state.get("scaler"):
@@ -349,10 +355,19 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
         log(f"Resumed from {args.resume} at epoch {start_epoch}, batch {partial.batches if partial else 0}")
         utils.write_history_csv(files.csv, history)
 
+    average = None
+    if args.ema:  # the average starts from the weights as they are now, or as the resumed run had it
+        average = utils.WeightAverage(model, args.ema, updates=resume_state.get("average_updates", 0)
+                                      if resume_state else 0)
+        if resume_state is not None:
+            load_model_state(average.model, resume_state, args.resume)
+    evaluated = model if average is None else average.model  # what is evaluated, saved as "model" and shipped
+
     def checkpoint(epoch: int, partial_totals: utils.EpochTotals | None = None) -> None:
-        save_checkpoint(files.checkpoint, model=model, optimizer=optimizer, scheduler=schedule.scheduler,
-                        scaler=scaler, epoch=epoch, history=history.to_dict(), args=vars(args),
-                        partial=vars(partial_totals) if partial_totals else None, run_id=files.run_id)
+        save_checkpoint(files.checkpoint, model=evaluated, training_model=None if average is None else model,
+                        average_updates=None if average is None else average.updates, optimizer=optimizer,
+                        scheduler=schedule.scheduler, scaler=scaler, epoch=epoch, history=history.to_dict(),
+                        args=vars(args), partial=vars(partial_totals) if partial_totals else None, run_id=files.run_id)
 
     if device.type == "cuda":
         log(f"CUDA warm-up: {warm_up(args, model, train_loader, eval_loader, amp_dtype):.1f} s on a copy of the Net "
@@ -370,7 +385,7 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
                 totals = utils.train(model, plain_loader if plain else train_loader, optimizer, epoch=epoch,
                                      schedule=schedule, amp_dtype=amp_dtype, scaler=scaler,
                                      label_smoothing=args.label_smoothing, totals=partial, should_stop=should_stop,
-                                     log=log, progress=args.progress, n_batches=planned)
+                                     log=log, progress=args.progress, n_batches=planned, average=average)
             except utils.NonFiniteLossError as exc:
                 log(f"ERROR: {exc}")
                 if files.checkpoint.exists():
@@ -384,7 +399,11 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
                 log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{planned}. "
                     f"Checkpoint: {files.checkpoint}. Continue with: {resume}")
                 return 130
-            result = utils.test(model, eval_loader, log, split)
+            result = utils.test(evaluated, eval_loader, log, split)
+            if average is not None and epoch == len(plan):  # what the average added, in the log
+                raw = utils.test(model, eval_loader, split=split)
+                log(f"Without the weight average (--ema 0): {split_name.lower()} accuracy {raw.accuracy:.2f}% "
+                    f"({raw.correct}/{raw.total}), average loss {raw.loss:.4f}")
             history.append(round(epoch - 1 + planned / len(train_loader), 4), totals, result, seconds)
             if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
                 checkpoint(epoch)

@@ -5,6 +5,7 @@ functions and small classes, no module-level mutable state; MNIST is ``mnist.py`
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -240,9 +241,10 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
           schedule: Schedule | None = None, amp_dtype: torch.dtype | None = None,
           scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0, totals: EpochTotals | None = None,
           should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] | None = None,
-          progress: bool = True, n_batches: int | None = None) -> EpochTotals:
+          progress: bool = True, n_batches: int | None = None, average: WeightAverage | None = None) -> EpochTotals:
     """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
-    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
+    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks,
+    and ``average`` (a ``WeightAverage``) after every step.
 
     The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the device, read only to
     display, so a CUDA step never waits for the host. When ``should_stop()`` turns true (Ctrl-C) the epoch ends after
@@ -269,6 +271,8 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if average is not None:
+            average.update(model)
         if schedule is not None:
             schedule.after_batch()
         loss_sum += loss.detach() * len(target)
@@ -364,6 +368,25 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 
     if name == "muon":
         return Muon.for_model(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: use sgd, adamw or muon")
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights, the copy that is evaluated and shipped.
+
+    After each optimizer step the average moves ``1 - decay`` of the way to the new weights; early on the decay is
+    ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the random initial weights fade out within the first
+    hundred steps. The average smooths out the last steps' noise that the schedule's small final learning rate leaves.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, updates
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - decay)
 
 
 @dataclass

@@ -380,3 +380,37 @@ def test_plain_epochs_train_the_last_epochs_on_unaugmented_images(small: Path, t
     log = files.log.read_text()
     assert "Epoch 3 (learning rate" in log and log.count("no augmentation") == 1
     assert "Epoch 3" in log.split("no augmentation")[0].rsplit("\n", 1)[-1]
+
+
+def test_a_weight_average_is_what_is_evaluated_and_saved_and_it_resumes_exactly(small: Path, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """--ema: the checkpoint's "model" (what predict.py loads) is the average, the log names the trained weights'
+    accuracy too, and a run interrupted mid-epoch resumes to the same average and the same CSV."""
+    net = Net()
+    average = utils.WeightAverage(net, 0.5)
+    start = [p.clone() for p in average.model.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    average.update(net)  # the first update's decay is min(0.5, 2 / 11): the average moves 9/11 of the way
+    assert all(torch.allclose(a, s + 9 / 11) for a, s in zip(average.model.parameters(), start, strict=True))
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--device", "cpu", "--epochs", "2",
+            "--batch-size", "64", "--test-batch-size", "64", "--ema", "0.9"]
+    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    assert status == 0 and "Without the weight average (--ema 0): test accuracy" in full.log.read_text()
+    state = checkpoint.load_checkpoint(full.checkpoint)
+    assert state["average_updates"] == 8
+    assert not all(torch.equal(state["model"][k], state["training_model"][k]) for k in state["model"])
+    monkeypatch.setattr(train, "stop_on_sigint", stop_after(6))
+    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    assert status == 130
+    monkeypatch.undo()
+    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    assert status == 0
+    again = checkpoint.load_checkpoint(resumed.checkpoint)
+    for key in ("model", "training_model"):
+        assert all(torch.equal(again[key][k], state[key][k]) for k in state[key]), key
+    strip = [line.rsplit(",", 1)[0] for line in full.csv.read_text().splitlines()]
+    assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip
