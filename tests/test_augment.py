@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision.transforms.functional as TF
@@ -146,3 +148,30 @@ def test_loader_batches_replay_exactly_from_any_start(device, chunk) -> None:
         assert len(tail) == 6 - start
         for (xa, ya), (xb, yb) in zip(full[start:], tail, strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_flag_starts_at_the_top_of_a_one_and_runs_down_to_the_left() -> None:
+    one = torch.zeros(3, 1, 28, 28)
+    one[:, :, 4:24, 13:16] = 1.0  # a bare upright 1: 20 px tall, a 3 px pen
+    picked = torch.tensor([True, False, True])
+    u = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])  # shortest and steepest, unused, longest and flattest
+    flagged = utils.add_flags(one, picked, u)
+    assert torch.equal(flagged[1], one[1])  # not picked: untouched
+    assert (flagged >= one).all()  # ink is only added, the stem stays
+    for i, (longest, steepest) in ((0, (0.2, 35)), (2, (0.4, 65))):
+        new = (flagged[i, 0] - one[i, 0]) > 0.5
+        ys, xs = new.nonzero(as_tuple=True)
+        assert len(ys) and xs.max() <= 14 and ys.min() >= 4  # left of the stem's centre, never above its top
+        reach_x, reach_y = 14.5 - xs.min().item(), ys.max().item() - 4.5  # how far the flag goes, in px
+        length = (reach_x**2 + reach_y**2) ** 0.5
+        assert 20 * longest - 1 <= length <= 20 * longest + 2.5
+        assert abs(math.degrees(math.atan2(reach_x, reach_y)) - steepest) < 12  # its angle to the stem
+    # the flags run from one thing only: labels. Without a 1 among them a batch is warped exactly as without flags
+    digits = torch.rand(4, 1, 28, 28)
+    plain = utils.augment_batch(digits, utils.Augment(), torch.Generator().manual_seed(3), torch.full((4,), 7))
+    sevens = utils.augment_batch(digits, utils.Augment(flag_ones=1.0), torch.Generator().manual_seed(3),
+                                 torch.full((4,), 7))
+    assert torch.equal(plain, sevens)
+    ones = utils.augment_batch(digits, utils.Augment(flag_ones=1.0), torch.Generator().manual_seed(3),
+                               torch.ones(4, dtype=torch.long))
+    assert not torch.equal(plain, ones)
