@@ -10,7 +10,7 @@ ARGS ?=
 
 .PHONY: setup data train test lint bench bench-quick report notebook colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
-COLAB_FILES := model.py mnist.py checkpoint.py utils.py explain.py train.py report.py digits.py app.py
+COLAB_FILES := model.py mnist.py checkpoint.py muon.py utils.py explain.py train.py report.py digits.py app.py
 
 setup: $(VENV)/.installed
 
