@@ -189,20 +189,20 @@ class DeviceLoader:
         if self.shuffle:
             self.generator.manual_seed(_batch_seed(self.seed, epoch, -1))
             order = torch.randperm(n, generator=self.generator, device=self.images.device)
-        bs, chunk_start, chunk = self.batch_size, -1, None
+        bs, chunk_start, chunk, chunk_labels = self.batch_size, -1, None, None
         for b in range(start, len(self)):
             first = b - b % self.chunk  # this batch's chunk: batches first .. first + self.chunk - 1
             if first != chunk_start:
                 idx = slice(first * bs, (first + self.chunk) * bs)
-                x = self.images[idx if order is None else order[idx]]
+                picked = idx if order is None else order[idx]
+                x, chunk_labels = self.images[picked], self.labels[picked]
                 if self.augment is not None:  # the warp works on 0..1 floats, before normalization
                     self.generator.manual_seed(_batch_seed(self.seed, epoch, first))
-                    y = self.labels[idx if order is None else order[idx]]
-                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator, y)
+                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator, chunk_labels)
                 # channels_last: the layout oneDNN and cuDNN convolutions are fastest in
                 chunk_start, chunk = first, normalize(x).contiguous(memory_format=torch.channels_last)
-            idx = slice(b * bs, (b + 1) * bs)
-            yield chunk[(b - first) * bs : (b - first + 1) * bs], self.labels[idx if order is None else order[idx]]
+            part = slice((b - first) * bs, (b - first + 1) * bs)
+            yield chunk[part], chunk_labels[part]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches()
@@ -419,7 +419,8 @@ class WeightAverage:
 
     After each optimizer step the average moves ``1 - decay`` of the way to the new weights; early on the decay is
     ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the random initial weights fade out within the first
-    hundred steps. The average smooths out the last steps' noise that the schedule's small final learning rate leaves.
+    hundred steps. The average smooths out the noise of the last steps that the schedule leaves (with the
+    default OneCycle, which already ends at a tiny learning rate, it did not help: README, Training).
     """
 
     def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
