@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data train test lint bench bench-quick report notebook colab-zip eval-real app clean-venv
+.PHONY: setup data font-digits train test lint bench bench-quick report notebook colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py mnist.py checkpoint.py muon.py utils.py explain.py train.py report.py digits.py app.py
 
@@ -26,6 +26,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.tx
 
 data: setup
 	$(PY) -c "import mnist; mnist.fetch_mnist('data')"
+
+# Digits rendered from Debian handwriting fonts that the real-world set does not use, for train.py --font-digits:
+# installs those fonts (root, apt), writes data/font-digits/ in MNIST's IDX format.
+font-digits: setup
+	@missing="$$($(PY) -c "import realworld; print(*realworld.missing_fonts(realworld.TRAINING_FONTS))")"; \
+	test -z "$$missing" || (apt-get update && apt-get install -y $$missing)
+	$(PY) realworld.py font-digits --data-dir data
 
 train: setup
 	$(PY) train.py $(ARGS)

@@ -342,6 +342,30 @@ def load_mnist(
     return MnistData(train_x[:n_train], train_y[:n_train], test_x, test_y, train_x[n_train:], train_y[n_train:])
 
 
+FONT_DIGITS_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte")
+
+
+def font_digits_dir(data_dir: str | Path) -> Path:
+    """Where ``python realworld.py font-digits`` writes the digits rendered from handwriting fonts."""
+    return Path(data_dir) / "font-digits"
+
+
+def load_font_digits(data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The font-rendered training digits (train.py --font-digits): uint8 (N, 28, 28) images and int64 labels."""
+    folder = font_digits_dir(data_dir)
+    paths = [folder / name for name in FONT_DIGITS_FILES]
+    if not all(p.is_file() for p in paths):
+        raise MnistError(f"{folder} has no font digits: build them with `make font-digits` "
+                         "(or `python realworld.py font-digits`), or train without --font-digits")
+    images, labels = (parse_idx(p.read_bytes(), p) for p in paths)
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.shape != images.shape[:1] or not len(images):
+        raise MnistError(f"{folder}: expected images (N, 28, 28) and N labels, got {tuple(images.shape)} and "
+                         f"{tuple(labels.shape)}; build them again with `make font-digits`")
+    if int(labels.max()) > 9:
+        raise MnistError(f"{paths[1]} holds labels above 9; build it again with `make font-digits`")
+    return images.to(device), labels.long().to(device)
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with
     MNIST's mean/std. The one normalization of the package: the loader, the plots and predict.py use it."""

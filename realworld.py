@@ -2,6 +2,7 @@
 
     python realworld.py build [--out realworld/]       # writes the images and realworld/manifest.csv
     python realworld.py eval [--checkpoint PATH]       # predict.py's path on them; logs/realworld-<date>.md
+    python realworld.py font-digits [--data-dir data]  # training digits from OTHER fonts (train.py --font-digits)
 
 Sources: handwriting fonts from Debian font packages, rendered like scans and phone photos in five
 categories (clean, shadow, thin_pen, low_contrast, large_photo), and the real handwritten 8x8 scans that
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 import digits
 import utils
 from checkpoint import load_given_or_newest
+from mnist import FONT_DIGITS_FILES, font_digits_dir, write_idx
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
 FONTS = [
@@ -46,14 +48,29 @@ FONTS = [
     ("fonts-comic-neue", "/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf"),
     ("fonts-comic-neue", "/usr/share/fonts/opentype/comic-neue/ComicNeue-BoldItalic.otf"),
 ]
+# Other Debian handwriting fonts, for training only (``font-digits``: train.py --font-digits): no face, and no
+# package, of FONTS is among them, so the real-world set stays unseen (tests/test_realworld.py checks it).
+TRAINING_FONTS = [
+    *[("fonts-bwht", f"/usr/share/fonts/opentype/bwht/BecauseWe{name}-Regular.otf")
+      for name in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")],
+    *[("fonts-kiloji", f"/usr/share/fonts/truetype/kiloji/kiloji{end}.ttf") for end in ("", "_b", "_d", "_p")],
+    ("fonts-klee", "/usr/share/fonts/truetype/klee/KleeOne-Regular.ttf"),
+    ("fonts-klee", "/usr/share/fonts/truetype/klee/KleeOne-SemiBold.ttf"),
+    *[("fonts-tlwg-purisa-ttf", f"/usr/share/fonts/truetype/tlwg/Purisa{end}.ttf")
+      for end in ("", "-Bold", "-Oblique", "-BoldOblique")],
+    ("fonts-tomsontalks", "/usr/share/fonts/truetype/tomsontalks/TomsonTalks.ttf"),
+    ("fonts-yusei-magic", "/usr/share/fonts/truetype/yusei-magic/YuseiMagic-Regular.ttf"),
+]
+FONT_DIGITS_PENS = (0, 3, 6)  # extra pen width in px on a 96-px glyph: the font's own, bolder, boldest
+FONT_DIGITS_SLANTS = (-0.25, 0.0, 0.25)  # horizontal shear: upright and leaning either way
 CATEGORIES = ("clean", "shadow", "thin_pen", "low_contrast", "large_photo")
 SKLEARN = "scikit-learn==1.9.1"  # its wheel carries sklearn/datasets/data/digits.csv.gz (57 kB)
 SKLEARN_MEMBER = "sklearn/datasets/data/digits.csv.gz"
 
 
-def missing_fonts() -> list[str]:
+def missing_fonts(fonts: list[tuple[str, str]] = FONTS) -> list[str]:
     """The Debian packages whose font files are not installed."""
-    return sorted({pkg for pkg, path in FONTS if not Path(path).is_file()})
+    return sorted({pkg for pkg, path in fonts if not Path(path).is_file()})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,6 +343,39 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
     sheet.save(path)
 
 
+def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tensor:
+    """One training digit: the glyph with ``pen`` px more pen, sheared by ``slant``, drawn dark on white paper
+    and read by predict.py's preprocessing (``digits.preprocess``): the 28x28 the Net would see of it."""
+    ink = glyph(font_path, digit, 96, pen)
+    margin = int(abs(slant) * ink.shape[0]) + 16
+    paper = Image.fromarray(np.pad((1 - ink) * 255, ((16, 16), (margin, margin)), constant_values=255).astype(np.uint8))
+    # x_in = x_out + slant * (y_out - centre): the glyph leans right (as italics do) for slant > 0
+    paper = paper.transform(paper.size, Image.Transform.AFFINE, (1, slant, -slant * paper.size[1] / 2, 0, 1, 0),
+                            resample=Image.Resampling.BILINEAR, fillcolor=255)
+    return digits.preprocess(paper, name=f"{Path(font_path).stem} {digit}")
+
+
+def build_font_digits(data_dir: Path) -> int:
+    """Write ``data_dir/font-digits/{images,labels}-idx?-ubyte`` (MNIST's IDX format) from TRAINING_FONTS: every
+    digit of every face with each pen and slant. Returns the number of digits, 0 if fonts are missing."""
+    missing = missing_fonts(TRAINING_FONTS)
+    if missing:
+        print(f"realworld.py: fonts missing; install them with: apt-get install {' '.join(missing)}", file=sys.stderr)
+        return 0
+    images, labels = [], []
+    for _, path in TRAINING_FONTS:
+        for d in range(10):
+            for pen in FONT_DIGITS_PENS:
+                for slant in FONT_DIGITS_SLANTS:
+                    images.append(font_digit(path, d, pen, slant).numpy())
+                    labels.append(d)
+    folder = font_digits_dir(data_dir)
+    write_idx(folder / FONT_DIGITS_FILES[1], np.array(labels, dtype=np.uint8))
+    write_idx(folder / FONT_DIGITS_FILES[0], np.stack(images))  # the images last: their presence means done
+    print(f"wrote {len(images)} digits of {len(TRAINING_FONTS)} faces to {folder}")
+    return len(images)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -340,7 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--checkpoint", type=Path)
     e.add_argument("--log-dir", type=Path, default=Path("logs"))
     e.add_argument("--readme", type=Path, help="also write the summary into this README's realworld block")
+    t = sub.add_parser("font-digits", help="training digits from other handwriting fonts (train.py --font-digits)")
+    t.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args(argv)
+    if args.command == "font-digits":
+        return 0 if build_font_digits(args.data_dir) else 1
     if args.command == "build":
         return 0 if build(args.out, args.per_font, args.sklearn, args.seed, args.limit) else 1
     if not (args.out / "manifest.csv").is_file():

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import utils
 from checkpoint import CheckpointError, load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
-from mnist import MNIST_MD5, MnistError, load_mnist
+from mnist import MNIST_MD5, MnistError, font_digits_dir, load_font_digits, load_mnist
 from model import Net
 
 # The default recipe: AdamW + OneCycle, batch 64, label smoothing, the seed's rotation/crop plus mild shift and
@@ -32,11 +32,11 @@ from model import Net
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
                translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0, plain_epochs=0,
-               ema=0.0, flag_ones=0.0)
+               ema=0.0, flag_ones=0.0, font_digits=0.0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
-ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0, ema=0.0, flag_ones=0.0)
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0, ema=0.0, flag_ones=0.0, font_digits=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -45,6 +45,11 @@ RECIPES = {
     # The seed: batch 1024, SGD 0.01 momentum 0.9, StepLR(step_size=2, gamma=0.1), no label smoothing.
     "seed": {**DEFAULT, "batch_size": 1024, "lr": 0.01, "weight_decay": 0.0, "optimizer": "sgd", "scheduler": "step",
              "label_smoothing": 0.0, **SEED_AUGMENTATION},
+    # For your own handwriting (README, "Use a trained Net on your own digit images"): a quarter of the training
+    # images swapped for digits of 18 Debian handwriting fonts that the real-world set does not use (`make
+    # font-digits`). 97.84% on the real-world set against 97.40% without (10%: 97.75%), 99.57% validation accuracy
+    # against 99.65% (seed 1, --val 10000; logs/tuning/*fonts*). Not the default: it needs those font packages.
+    "handwriting": {**DEFAULT, "font_digits": 0.25},
     # On a CUDA GPU, where they are picked when --recipe is not given: there a step costs kernel launches, not
     # arithmetic, so batches of 512 with a peak learning rate tuned for them (--val 10000 on an H100; logs/tuning/).
     "gpu": {**DEFAULT, "batch_size": 512, "lr": 0.008, "lowres": 0.0},
@@ -120,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augmentation: elastic distortion, the largest move of a point of a smooth field, in px")
     p.add_argument("--flag-ones", type=bounded(float, 0, 1),
                    help="augmentation: fraction of the 1s drawn with a flag at the top, as many writers start a 1")
+    p.add_argument("--font-digits", type=fraction,
+                   help="fraction of training images swapped for digits of handwriting fonts, which MNIST's writers "
+                        "lack (built by `make font-digits` into <data-dir>/font-digits)")
     p.add_argument("--plain-epochs", type=count,
                    help="the last N epochs see the training images as they are, without augmentation")
     p.add_argument("--lowres", type=fraction,
@@ -326,9 +334,15 @@ def train_run(args: argparse.Namespace, *, files: utils.RunFiles, log: utils.Run
     split_name = utils.SPLITS[split]
     log(f"Train images: {len(train_images)}, {split_name.lower()} images: {len(eval_images)}")
 
+    font_digits = None
+    if args.font_digits:
+        font_digits = load_font_digits(args.data_dir, device)
+        log(f"Font digits: {len(font_digits[0])} from {font_digits_dir(args.data_dir)}, "
+            f"{args.font_digits:.0%} of the training images")
     train_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True,
                                       augment=utils.Augment.from_settings(vars(args)), seed=args.seed,
-                                      chunk=augment_chunk(device, args.batch_size))
+                                      chunk=augment_chunk(device, args.batch_size), extra=font_digits,
+                                      extra_share=args.font_digits)
     eval_loader = utils.DeviceLoader(eval_images, eval_labels, args.test_batch_size)
     plain_loader = utils.DeviceLoader(train_images, train_labels, args.batch_size, shuffle=True, seed=args.seed)
     model = Net().to(device, memory_format=torch.channels_last)

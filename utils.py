@@ -169,13 +169,19 @@ class DeviceLoader:
     """Shuffled, augmented, normalized batches from uint8 tensors that already sit on the device.
 
     ``chunk`` batches are augmented together (one warp: on a GPU a step costs launches, not arithmetic). The
-    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not."""
+    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not.
+    ``extra`` (images, labels), with ``extra_share`` > 0: that fraction of the augmented images, at random, are
+    swapped for random ones of ``extra`` (e.g. digits of handwriting fonts) before the warp; an epoch stays one
+    pass over ``images``."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 augment: Augment | None = None, seed: int = 0, chunk: int = 1) -> None:
+                 augment: Augment | None = None, seed: int = 0, chunk: int = 1,
+                 extra: tuple[torch.Tensor, torch.Tensor] | None = None, extra_share: float = 0.0) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, labels
+        if extra_share and (extra is None or not len(extra[0]) or len(extra[0]) != len(extra[1])):
+            raise ValueError("extra_share needs extra images with one label each")
+        self.images, self.labels, self.extra, self.extra_share = images, labels, extra, extra_share
         self.batch_size, self.shuffle, self.augment, self.seed, self.chunk = batch_size, shuffle, augment, seed, chunk
         self.generator = torch.Generator(device=images.device)
 
@@ -198,6 +204,8 @@ class DeviceLoader:
                 x, chunk_labels = self.images[picked], self.labels[picked]
                 if self.augment is not None:  # the warp works on 0..1 floats, before normalization
                     self.generator.manual_seed(_batch_seed(self.seed, epoch, first))
+                    if self.extra_share:
+                        x, chunk_labels = self._swap_in_extra(x, chunk_labels)
                     x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator, chunk_labels)
                 # channels_last: the layout oneDNN and cuDNN convolutions are fastest in
                 chunk_start, chunk = first, normalize(x).contiguous(memory_format=torch.channels_last)
@@ -206,6 +214,13 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches()
+
+    def _swap_in_extra(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Swap each image of a chunk, with probability ``extra_share``, for a random one of ``extra``."""
+        extra_images, extra_labels = self.extra
+        swap = torch.rand(len(x), generator=self.generator, device=x.device) < self.extra_share
+        pick = torch.randint(len(extra_images), (len(x),), generator=self.generator, device=x.device)
+        return (torch.where(swap.view(-1, 1, 1), extra_images[pick], x), torch.where(swap, extra_labels[pick], y))
 
 
 # --------------------------------------------------------------------------------------------------

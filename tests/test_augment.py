@@ -150,6 +150,33 @@ def test_loader_batches_replay_exactly_from_any_start(device, chunk) -> None:
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_loader_swaps_a_share_of_images_for_extra_ones_with_their_labels(device, chunk) -> None:
+    """--font-digits: about ``extra_share`` of the training images become extra ones (with their own labels), the
+    same ones whatever batch a replay starts from; the epoch is still one pass over the training images."""
+    images, labels = synthetic_digits(512, seed=2)
+    images, labels = torch.from_numpy(images).to(device), torch.from_numpy(labels).long().to(device)
+    extra_images = torch.zeros(5, 28, 28, dtype=torch.uint8, device=device)  # blank "digits", label 10: easy to spot
+    extra = (extra_images, torch.full((5,), 10, device=device))
+    no_warp = utils.Augment(degrees=0.0, crop_p=0.0)
+    loader = utils.DeviceLoader(images, labels, 32, shuffle=True, augment=no_warp, seed=7, chunk=chunk,
+                                extra=extra, extra_share=0.25)
+    full = list(loader.batches(epoch=2))
+    x, y = torch.cat([b[0] for b in full]), torch.cat([b[1] for b in full])
+    assert len(full) == len(loader) == 16 and len(y) == 512
+    swapped = y == 10
+    assert 0.17 < swapped.float().mean() < 0.33
+    blank = float(mnist.normalize(torch.zeros(1, 28, 28)).flatten()[0])
+    assert torch.all(x[swapped] == blank) and torch.all(x[~swapped].amax((1, 2, 3)) > blank)
+    for (xa, ya), (xb, yb) in zip(full[5:], loader.batches(epoch=2, start=5), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    plain = utils.DeviceLoader(images, labels, 32, shuffle=True, augment=no_warp, seed=7, chunk=chunk)
+    assert torch.equal(torch.cat([b[1] for b in plain.batches(epoch=2)])[~swapped], y[~swapped])
+    with pytest.raises(ValueError, match="extra_share needs extra images"):
+        utils.DeviceLoader(images, labels, 32, extra_share=0.1)
+
+
 def test_a_flag_starts_at_the_top_of_a_one_and_runs_down_to_the_left() -> None:
     one = torch.zeros(3, 1, 28, 28)
     one[:, :, 4:24, 13:16] = 1.0  # a bare upright 1: 20 px tall, a 3 px pen

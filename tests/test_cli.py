@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, interrupt_when_logged
+from conftest import DEVICES, ROOT, interrupt_when_logged, synthetic_digits, write_mnist
 
 import checkpoint
 import mnist
@@ -70,6 +70,19 @@ def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path:
     assert len(rows) == 1 and rows[0]["epoch"] == "1"
     assert utils.read_run_info(only(tmp_path / "logs", "*.json"))["kind"] == "dry-run"
     assert not list((tmp_path / "ckpt").iterdir())  # nothing predict.py could mistake for a trained model
+
+
+def test_font_digits_join_training_or_the_run_says_how_to_build_them(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    write_mnist(data_dir, 256, 64)
+    proc = run_train(tmp_path, data_dir, "--dry-run", "--font-digits", "0.2", check=False)
+    assert proc.returncode != 0 and "make font-digits" in proc.stderr and "Traceback" not in proc.stderr
+    images, labels = synthetic_digits(40, seed=9)
+    mnist.write_idx(mnist.font_digits_dir(data_dir) / "images-idx3-ubyte", images)
+    mnist.write_idx(mnist.font_digits_dir(data_dir) / "labels-idx1-ubyte", labels)
+    proc = run_train(tmp_path, data_dir, "--dry-run", "--font-digits", "0.2")
+    assert "Font digits: 40 from" in proc.stdout and "20% of the training images" in proc.stdout
+    assert utils.read_run_info(sorted((tmp_path / "logs").glob("*.json"))[-1])["settings"]["font_digits"] == 0.2
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from test_predict import draw_digit
 
 import digits
+import mnist
 import realworld
 
 
@@ -230,3 +231,48 @@ def test_fast_filters_give_numpys_numbers(shape) -> None:
     for values, per in ((a, 2000), (a, 400), (a, 7), (a, 1), (ties, 400), (ties, 3)):
         k = max(1, values.size // per)
         assert digits._kth_largest(values, per) == np.sort(values.ravel())[values.size - k]
+
+
+def test_training_fonts_share_no_face_or_package_with_the_real_world_set() -> None:
+    """The real-world set stays unseen: train.py --font-digits draws from other faces of other packages."""
+    assert not {path for _, path in realworld.FONTS} & {path for _, path in realworld.TRAINING_FONTS}
+    assert not {pkg for pkg, _ in realworld.FONTS} & {pkg for pkg, _ in realworld.TRAINING_FONTS}
+    assert not {Path(p).stem.lower() for _, p in realworld.FONTS} & {Path(p).stem.lower()
+                                                                     for _, p in realworld.TRAINING_FONTS}
+
+
+def test_font_digits_are_built_in_mnist_format_and_read_back(tmp_path: Path) -> None:
+    missing = realworld.missing_fonts(realworld.TRAINING_FONTS)
+    if missing:
+        pytest.skip(f"training fonts not installed (apt-get install {' '.join(missing)})")
+    per_face = 10 * len(realworld.FONT_DIGITS_PENS) * len(realworld.FONT_DIGITS_SLANTS)
+    assert realworld.main(["font-digits", "--data-dir", str(tmp_path)]) == 0
+    images, labels = mnist.load_font_digits(tmp_path)
+    assert images.shape == (per_face * len(realworld.TRAINING_FONTS), 28, 28) and images.dtype == torch.uint8
+    assert labels.tolist()[:per_face] == [d for d in range(10) for _ in range(per_face // 10)]
+    # MNIST's format: white ink on black, the ink's mass at the centre, the box inside the middle 20x20 or so
+    x = images.float()
+    assert x[:, :2].max() == 0 and x[:, :, :2].max() == 0 and (x.amax((1, 2)) == 255).all()
+    ys = torch.arange(28.0).view(1, 28, 1)
+    rows = (x * ys).sum((1, 2)) / x.sum((1, 2))
+    assert (rows - 13.5).abs().max() < 1.5
+    upright, leaning = (realworld.font_digit(realworld.TRAINING_FONTS[0][1], 1, 0, s).float() for s in (0.0, 0.25))
+    xs = torch.arange(28.0).view(1, 28)
+
+    def lean(img: torch.Tensor) -> float:  # the ink's column at the top minus at the bottom
+        return float((img[:10] * xs).sum() / img[:10].sum() - (img[-10:] * xs).sum() / img[-10:].sum())
+
+    assert lean(leaning) > lean(upright) + 1  # a positive slant leans the digit right, as italics do
+
+
+def test_font_digits_missing_or_damaged_say_how_to_build_them(tmp_path: Path) -> None:
+    with pytest.raises(mnist.MnistError, match="make font-digits"):
+        mnist.load_font_digits(tmp_path)
+    folder = mnist.font_digits_dir(tmp_path)
+    mnist.write_idx(folder / "images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    mnist.write_idx(folder / "labels-idx1-ubyte", np.array([1, 2], np.uint8))
+    with pytest.raises(mnist.MnistError, match=r"expected images \(N, 28, 28\) and N labels"):
+        mnist.load_font_digits(tmp_path)
+    mnist.write_idx(folder / "labels-idx1-ubyte", np.array([1, 2, 12], np.uint8))
+    with pytest.raises(mnist.MnistError, match="labels above 9"):
+        mnist.load_font_digits(tmp_path)
