@@ -357,7 +357,10 @@ def load_font_digits(data_dir: str | Path, device: str | torch.device = "cpu") -
     if not all(p.is_file() for p in paths):
         raise MnistError(f"{folder} has no font digits: build them with `make font-digits` "
                          "(or `python realworld.py font-digits`), or train without --font-digits")
-    images, labels = (parse_idx(p.read_bytes(), p) for p in paths)
+    try:
+        images, labels = (parse_idx(p.read_bytes(), p) for p in paths)
+    except MnistError as exc:  # parse_idx's advice is MNIST's: say how to rebuild these instead
+        raise MnistError(f"{str(exc).removesuffix(REFETCH).strip()} Build them again with `make font-digits`") from None
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.shape != images.shape[:1] or not len(images):
         raise MnistError(f"{folder}: expected images (N, 28, 28) and N labels, got {tuple(images.shape)} and "
                          f"{tuple(labels.shape)}; build them again with `make font-digits`")

@@ -273,6 +273,9 @@ def test_font_digits_missing_or_damaged_say_how_to_build_them(tmp_path: Path) ->
     mnist.write_idx(folder / "labels-idx1-ubyte", np.array([1, 2], np.uint8))
     with pytest.raises(mnist.MnistError, match=r"expected images \(N, 28, 28\) and N labels"):
         mnist.load_font_digits(tmp_path)
+    (folder / "labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05\x01")  # says 5 labels, holds 1
+    with pytest.raises(mnist.MnistError, match=r"truncated.* Build them again with `make font-digits`$"):
+        mnist.load_font_digits(tmp_path)
     mnist.write_idx(folder / "labels-idx1-ubyte", np.array([1, 2, 12], np.uint8))
     with pytest.raises(mnist.MnistError, match="labels above 9"):
         mnist.load_font_digits(tmp_path)
