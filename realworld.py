@@ -49,7 +49,7 @@ FONTS = [
     ("fonts-comic-neue", "/usr/share/fonts/opentype/comic-neue/ComicNeue-BoldItalic.otf"),
 ]
 # Other Debian handwriting fonts, for training only (``font-digits``: train.py --font-digits): no face, and no
-# package, of FONTS is among them, so the real-world set stays unseen (tests/test_realworld.py checks it).
+# package, of FONTS is among them, so the real-world set stays unseen (tests/test_digits.py checks it).
 TRAINING_FONTS = [
     *[("fonts-bwht", f"/usr/share/fonts/opentype/bwht/BecauseWe{name}-Regular.otf")
       for name in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")],
