@@ -63,7 +63,6 @@ TRAINING_FONTS = [
 ]
 FONT_DIGITS_PENS = (0, 3, 6)  # extra pen width in px on a 96-px glyph: the font's own, bolder, boldest
 FONT_DIGITS_SLANTS = (-0.25, 0.0, 0.25)  # horizontal shear: upright and leaning either way
-FONT_DIGITS_WIDTHS = (0.75, 1.0, 1.33)  # horizontal stretch: narrow, the font's own and wide writing
 CATEGORIES = ("clean", "shadow", "thin_pen", "low_contrast", "large_photo")
 SKLEARN = "scikit-learn==1.9.1"  # its wheel carries sklearn/datasets/data/digits.csv.gz (57 kB)
 SKLEARN_MEMBER = "sklearn/datasets/data/digits.csv.gz"
@@ -344,13 +343,10 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
     sheet.save(path)
 
 
-def font_digit(font_path: str, digit: int, pen: int, slant: float, width: float = 1.0) -> torch.Tensor:
-    """One training digit: the glyph with ``pen`` px more pen, ``width`` times as wide, sheared by ``slant``, drawn
-    dark on white paper and read by predict.py's preprocessing (``digits.preprocess``): the 28x28 the Net would see."""
+def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tensor:
+    """One training digit: the glyph with ``pen`` px more pen, sheared by ``slant``, drawn dark on white paper
+    and read by predict.py's preprocessing (``digits.preprocess``): the 28x28 the Net would see of it."""
     ink = glyph(font_path, digit, 96, pen)
-    if width != 1.0:  # the pen stretches with the glyph, as a wide hand's strokes are wide too
-        stretched = (max(1, round(ink.shape[1] * width)), ink.shape[0])
-        ink = np.asarray(Image.fromarray(ink.astype(np.float32), "F").resize(stretched, Image.Resampling.BILINEAR))
     margin = int(abs(slant) * ink.shape[0]) + 16
     paper = Image.fromarray(np.pad((1 - ink) * 255, ((16, 16), (margin, margin)), constant_values=255).astype(np.uint8))
     # x_in = x_out + slant * (y_out - centre): the glyph leans right (as italics do) for slant > 0
@@ -361,7 +357,7 @@ def font_digit(font_path: str, digit: int, pen: int, slant: float, width: float 
 
 def build_font_digits(data_dir: Path) -> int:
     """Write ``data_dir/font-digits/{images,labels}-idx?-ubyte`` (MNIST's IDX format) from TRAINING_FONTS: every
-    digit of every face with each pen, slant and width. Returns the number of digits, 0 if fonts are missing."""
+    digit of every face with each pen and slant. Returns the number of digits, 0 if fonts are missing."""
     missing = missing_fonts(TRAINING_FONTS)
     if missing:
         print(f"realworld.py: fonts missing; install them with: apt-get install {' '.join(missing)}", file=sys.stderr)
@@ -371,9 +367,8 @@ def build_font_digits(data_dir: Path) -> int:
         for d in range(10):
             for pen in FONT_DIGITS_PENS:
                 for slant in FONT_DIGITS_SLANTS:
-                    for width in FONT_DIGITS_WIDTHS:
-                        images.append(font_digit(path, d, pen, slant, width).numpy())
-                        labels.append(d)
+                    images.append(font_digit(path, d, pen, slant).numpy())
+                    labels.append(d)
     folder = font_digits_dir(data_dir)
     write_idx(folder / FONT_DIGITS_FILES[1], np.array(labels, dtype=np.uint8))
     write_idx(folder / FONT_DIGITS_FILES[0], np.stack(images))  # the images last: their presence means done
