@@ -31,12 +31,13 @@ from model import Net
 # and better on real scans). Chosen on a validation split (--val 10000; logs/tuning/), never on the test set.
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
-               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, elastic=0.0, plain_epochs=0,
-               ema=0.0, flag_ones=0.0, font_digits=0.0)
+               translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, lowres_min=10, elastic=0.0,
+               plain_epochs=0, ema=0.0, flag_ones=0.0, font_digits=0.0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
-ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, elastic=0.0, plain_epochs=0, ema=0.0, flag_ones=0.0, font_digits=0.0)
+ADDED_SETTINGS = dict(stroke=0.0, lowres=0.0, lowres_min=10, elastic=0.0, plain_epochs=0, ema=0.0, flag_ones=0.0,
+                      font_digits=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -132,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain-epochs", type=count,
                    help="the last N epochs see the training images as they are, without augmentation")
     p.add_argument("--lowres", type=fraction,
-                   help="augmentation: fraction of images seen at 10-20 px and enlarged again, as small scans are")
+                   help="augmentation: fraction of images seen at --lowres-min to 20 px and enlarged again, as small "
+                        "scans are")
+    p.add_argument("--lowres-min", type=bounded(int, 4, 20),
+                   help="the smallest side, in px, of --lowres (20 the largest; one side per batch): 10 puts "
+                        "the digit's 20-px box at 7 px")
     p.add_argument("--ema", type=fraction,
                    help="evaluate and save an exponential moving average of the weights with this decay per step "
                         "(0: the weights as trained)")

@@ -58,7 +58,8 @@ class Augment:
         """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
                    scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
-                   lowres=settings.get("lowres", 0.0), elastic=settings.get("elastic", 0.0),
+                   lowres=settings.get("lowres", 0.0), lowres_sides=(settings.get("lowres_min", 10), 20),
+                   elastic=settings.get("elastic", 0.0),
                    flag_ones=settings.get("flag_ones", 0.0))
 
 

@@ -101,6 +101,19 @@ def test_lowres_blurs_a_share_of_the_images_at_full_contrast(digits) -> None:
     assert ((everything - plain).abs().amax(dim=(1, 2, 3)) > 1e-6).all()
 
 
+def test_lowres_min_sets_the_smallest_scan_side_and_old_runs_keep_ten(digits) -> None:
+    settings = {"degrees": 15.0, "crop_p": 0.1, "translate": 0.0, "scale_min": 1.0, "scale_max": 1.0, "lowres": 0.3}
+    assert utils.Augment.from_settings({**settings, "lowres_min": 6}).lowres_sides == (6, 20)
+    assert utils.Augment.from_settings(settings).lowres_sides == (10, 20)  # saved before the flag existed
+
+    def steps(side: int) -> torch.Tensor:  # the largest step between neighbouring pixels, per image
+        x = utils.augment_batch(digits, utils.Augment(lowres=0.999, lowres_sides=(side, side)),
+                                torch.Generator().manual_seed(4))
+        return (x[:, :, 1:] - x[:, :, :-1]).abs().amax(dim=(1, 2, 3))
+
+    assert (steps(5) < steps(20)).all()  # a smaller scan: softer when enlarged back to 28 px
+
+
 def test_elastic_bends_each_image_its_own_way_by_a_few_pixels(digits) -> None:
     def augmented(seed: int, **settings) -> torch.Tensor:
         return utils.augment_batch(digits, utils.Augment(**{"degrees": 0.0, "crop_p": 0.0, **settings}),
