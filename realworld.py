@@ -60,12 +60,6 @@ TRAINING_FONTS = [
       for end in ("", "-Bold", "-Oblique", "-BoldOblique")],
     ("fonts-tomsontalks", "/usr/share/fonts/truetype/tomsontalks/TomsonTalks.ttf"),
     ("fonts-yusei-magic", "/usr/share/fonts/truetype/yusei-magic/YuseiMagic-Regular.ttf"),
-    ("fonts-seto", "/usr/share/fonts/truetype/seto/setofont.ttf"),
-    ("fonts-kouzan-mouhitsu", "/usr/share/fonts/truetype/kouzan-mouhitsu/KouzanBrushFontSousyo.ttf"),
-    ("fonts-kouzan-mouhitsu", "/usr/share/fonts/truetype/kouzan-mouhitsu/kouzan-mouhitsu-gyosho.ttf"),
-    ("fonts-aoyagi-soseki", "/usr/share/fonts/truetype/aoyagi-soseki/aoyagi-soseki.ttf"),
-    ("fonts-havana", "/usr/share/fonts/opentype/havana/Havana-Regular.otf"),  # flagged 1s, open 4s, crossed 7s
-    ("fonts-lobster", "/usr/share/fonts/opentype/lobster/lobster.otf"),
 ]
 FONT_DIGITS_PENS = (0, 3, 6)  # extra pen width in px on a 96-px glyph: the font's own, bolder, boldest
 FONT_DIGITS_SLANTS = (-0.25, 0.0, 0.25)  # horizontal shear: upright and leaning either way
