@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import DEVICES, synthetic_digits
 
 import checkpoint
+import train
 import utils
 from model import Net
 
@@ -97,6 +98,25 @@ def test_schedulers() -> None:
     assert max(seen) == pytest.approx(0.1) and seen[0] < 0.01 and seen[-1] < 0.001
     with pytest.raises(ValueError, match="unknown scheduler"):
         utils.make_schedule("cosine", optimizer, epochs=1, steps_per_epoch=1)
+
+
+def test_warmup_sets_where_the_one_cycle_peaks() -> None:
+    """--warmup: the fraction of the OneCycle steps spent rising to the peak learning rate."""
+
+    def peak_step(warmup: float) -> int:
+        optimizer = utils.make_optimizer(Net(), "adamw", lr=0.01)
+        schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=40, pct_start=warmup)
+        lrs = []
+        for _ in range(40):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.after_batch()
+        return max(range(40), key=lrs.__getitem__)
+
+    assert peak_step(0.1) < peak_step(0.25) < peak_step(0.5)
+    assert abs(peak_step(0.5) - 20) <= 1
+    assert train.parse_args([]).warmup == 0.25 and train.parse_args(["--warmup", "0.1"]).warmup == 0.1
+    assert train.ADDED_SETTINGS["warmup"] == 0.25  # a run saved before the flag resumes with what it trained with
 
 
 def make_history() -> utils.History:
