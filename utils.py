@@ -58,9 +58,9 @@ class Augment:
         """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
                    scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
-                   lowres=settings.get("lowres", 0.0), lowres_sides=(settings.get("lowres_min", 10), 20),
-                   elastic=settings.get("elastic", 0.0),
-                   flag_ones=settings.get("flag_ones", 0.0))
+                   lowres=settings.get("lowres", 0.0),
+                   lowres_sides=(settings.get("lowres_min", cls.lowres_sides[0]), cls.lowres_sides[1]),
+                   elastic=settings.get("elastic", 0.0), flag_ones=settings.get("flag_ones", 0.0))
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
