@@ -40,8 +40,7 @@ class Augment:
     moves a random fraction, up to ``stroke``, of the way to its 3x3 dilation (a thicker pen) or erosion (a finer
     one); ``lowres`` is the fraction of images seen as a small scan enlarged (area-reduced to ``lowres_sides`` px,
     one side per batch, then bilinear back to 28); ``elastic`` bends strokes (4x4 knots ~9 px apart moved up to
-    ``elastic`` px each, bicubic between); ``flag_ones`` is the fraction of 1s given a flag (``add_flags``);
-    ``fill_box`` is the fraction of images widened to fill a square box (``fill_box``)."""
+    ``elastic`` px each, bicubic between); ``flag_ones`` is the fraction of 1s given a flag (``add_flags``)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
@@ -53,7 +52,6 @@ class Augment:
     lowres_sides: tuple[int, int] = (10, 20)  # the 20-px box at 7-14 px, as in an 8x8 or 16x16 scan enlarged
     elastic: float = 0.0
     flag_ones: float = 0.0
-    fill_box: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
@@ -62,8 +60,7 @@ class Augment:
                    scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
                    lowres=settings.get("lowres", 0.0),
                    lowres_sides=(settings.get("lowres_min", cls.lowres_sides[0]), cls.lowres_sides[1]),
-                   elastic=settings.get("elastic", 0.0), flag_ones=settings.get("flag_ones", 0.0),
-                   fill_box=settings.get("fill_box", 0.0))
+                   elastic=settings.get("elastic", 0.0), flag_ones=settings.get("flag_ones", 0.0))
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
@@ -128,24 +125,6 @@ def add_flags(images: torch.Tensor, picked: torch.Tensor, u: torch.Tensor) -> to
     return images.index_copy(0, picked.nonzero().squeeze(1), torch.maximum(x, stroke.unsqueeze(1)))
 
 
-def fill_box(images: torch.Tensor, picked: torch.Tensor, ink: float = 0.3) -> torch.Tensor:
-    """Widen the ``picked`` digits of a (N, 1, H, W) 0..1 batch until their ink is as wide as it is high, about the
-    ink's centre: many digit collections (scikit-learn's 8x8 scans, USPS) stretch each digit to fill a square box,
-    so their 1s are broad bars and their 7s and 9s wide, where MNIST keeps each digit's shape. Wider digits stay."""
-    cols, rows = images.amax(dim=(1, 2)) > ink, images.amax(dim=(1, 3)) > ink  # (N, W), (N, H): where ink is
-    w = images.shape[-1]
-    pos = torch.arange(w, device=images.device)
-    left, right = torch.where(cols, pos, w).amin(1), torch.where(cols, pos, -1).amax(1)
-    top, bottom = torch.where(rows, pos, w).amin(1), torch.where(rows, pos, -1).amax(1)
-    ratio = ((right - left + 1) / (bottom - top + 1).clamp(min=1)).clamp(0.1, 1.0)  # < 1: narrower than high
-    ratio = torch.where(picked & (right >= left), ratio, 1.0).to(images.dtype)
-    centre = ((left + right + 1) / w - 1).to(images.dtype)  # the ink's centre in grid units [-1, 1]
-    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1] = ratio, centre * (1 - ratio), 1.0  # x -> ratio x + c (1 - ratio)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator,
                   labels: torch.Tensor | None = None) -> torch.Tensor:
     """Apply ``aug`` to a (N, 1, 28, 28) float batch with one random warp per image (``labels``: for ``flag_ones``)."""
@@ -171,8 +150,6 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     if aug.flag_ones and labels is not None:  # drawn after the others, before the warp: the flag turns with the 1
         f = torch.rand(n, 3, generator=generator, device=images.device)
         images = add_flags(images, (labels == 1) & (f[:, 0] < aug.flag_ones), f[:, 1:])
-    if aug.fill_box:  # drawn after the others, before the warp: the box is filled upright, then turned
-        images = fill_box(images, torch.rand(n, generator=generator, device=images.device) < aug.fill_box)
     images = affine_warp(images, angles, zooms, shifts, bend)
     if aug.lowres:  # drawn last, so a run without it sees the same warps as before
         v = torch.rand(n + 1, generator=generator, device=images.device)
@@ -851,8 +828,7 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
     parts = [f"rotation ±{aug.degrees:g}°", f"CenterCrop({aug.crop_size}) p={aug.crop_p:g}",
              aug.translate and f"shift ±{aug.translate:g}", aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-"
              f"{aug.scale[1]:g}", aug.stroke and f"pen ±{aug.stroke:g}", aug.lowres and f"low-res p={aug.lowres:g}",
-             aug.elastic and f"elastic ±{aug.elastic:g} px", aug.flag_ones and f"flagged 1s p={aug.flag_ones:g}",
-             aug.fill_box and f"box-filled p={aug.fill_box:g}"]
+             aug.elastic and f"elastic ±{aug.elastic:g} px"]
     fig.suptitle("Augmentation: " + ", ".join(part for part in parts if part))
     fig.tight_layout()
     return save_figure(fig, save)

@@ -215,25 +215,3 @@ def test_a_flag_starts_at_the_top_of_a_one_and_runs_down_to_the_left() -> None:
     ones = utils.augment_batch(digits, utils.Augment(flag_ones=1.0), torch.Generator().manual_seed(3),
                                torch.ones(4, dtype=torch.long))
     assert not torch.equal(plain, ones)
-
-
-def test_fill_box_widens_a_narrow_digit_to_a_square_about_its_centre_and_leaves_wide_ones() -> None:
-    images = torch.zeros(3, 1, 28, 28)
-    images[0, :, 4:24, 9:13] = 1.0  # a bar 4 px wide, 20 px high, left of the centre (x 9..12)
-    images[1, :, 4:24, 9:13] = 1.0  # the same, not picked
-    images[2, :, 10:18, 2:26] = 1.0  # wider than high: already fills its box's width
-    filled = utils.fill_box(images, torch.tensor([True, False, True]))
-    assert torch.equal(filled[1], images[1]) and torch.allclose(filled[2], images[2], atol=1e-5)
-    cols = (filled[0, 0] > 0.5).any(0).nonzero().squeeze(1)
-    rows = (filled[0, 0] > 0.5).any(1).nonzero().squeeze(1)
-    assert rows.min() == 4 and rows.max() == 23  # the height is kept
-    assert 18 <= len(cols) <= 21  # 4 px -> about 20 px: as wide as high
-    assert abs((cols.min() + cols.max()).item() / 2 - 10.5) <= 1  # about the bar's own centre, not the image's
-    # drawn only when asked for: a run without it sees the same warps as before
-    def warped(aug: utils.Augment) -> torch.Tensor:
-        return utils.augment_batch(images, aug, torch.Generator().manual_seed(3))
-
-    assert torch.equal(warped(utils.Augment()), warped(utils.Augment(fill_box=0.0)))
-    assert not torch.equal(warped(utils.Augment()), warped(utils.Augment(fill_box=1.0)))
-    blank = torch.zeros(1, 1, 28, 28)
-    assert torch.equal(utils.fill_box(blank, torch.tensor([True])), blank)  # no ink: nothing to widen
