@@ -32,12 +32,12 @@ from model import Net
 DEFAULT = dict(epochs=5, batch_size=64, lr=0.002, momentum=0.9, weight_decay=1e-4, optimizer="adamw",
                scheduler="onecycle", warmup=0.25, step_size=2, gamma=0.1, label_smoothing=0.1, degrees=15.0, crop_p=0.1,
                translate=0.08, scale_min=0.9, scale_max=1.1, stroke=0.0, lowres=0.3, lowres_min=10, elastic=0.0,
-               plain_epochs=0, ema=0.0, flag_ones=0.0, font_digits=0.0)
+               plain_epochs=0, ema=0.0, flag_ones=0.0, font_digits=0.0, shear=0.0)
 SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0, elastic=0.0)  # rotation and crop only
 # Settings added after the first checkpoints were written, with the value those runs trained with: a resumed old
 # run continues as it started, not with today's default.
 ADDED_SETTINGS = dict(warmup=0.25, stroke=0.0, lowres=0.0, lowres_min=10, elastic=0.0, plain_epochs=0, ema=0.0,
-                      flag_ones=0.0, font_digits=0.0)
+                      flag_ones=0.0, font_digits=0.0, shear=0.0)
 RECIPES = {
     "default": DEFAULT,
     # Half an epoch: the fastest path to 99% (the seed's augmentation only). The short schedule wants a higher peak
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augmentation: pen width change, up to this fraction of a 3x3 dilation or erosion")
     p.add_argument("--elastic", type=bounded(float, 0, 8),
                    help="augmentation: elastic distortion, the largest move of a point of a smooth field, in px")
+    p.add_argument("--shear", type=bounded(float, 0, 1),
+                   help="augmentation: slant, a horizontal shear of up to this much either way (0.3: about 17 degrees)")
     p.add_argument("--flag-ones", type=bounded(float, 0, 1),
                    help="augmentation: fraction of the 1s drawn with a flag at the top, as many writers start a 1")
     p.add_argument("--font-digits", type=fraction,

@@ -130,6 +130,24 @@ def test_elastic_bends_each_image_its_own_way_by_a_few_pixels(digits) -> None:
     assert (augmented(9, degrees=15.0) - augmented(9, degrees=15.0, elastic=1e-6)).abs().max() < 1e-4
 
 
+def test_shear_slants_each_image_its_own_way_and_none_keeps_the_old_warps(digits) -> None:
+    bar = torch.zeros(1, 1, 28, 28)
+    bar[..., 4:24, 13:15] = 1  # an upright stroke
+    leaning = utils.affine_warp(bar, torch.zeros(1), torch.ones(1), shears=torch.tensor([0.3]))
+    cols = lambda row: leaning[0, 0, row].nonzero().float().mean()  # noqa: E731  the stroke's column in a row
+    assert cols(5) - cols(22) == pytest.approx(0.3 * 17, abs=1.0)  # the top is right of the foot: it leans right
+
+    def augmented(seed: int, **settings) -> torch.Tensor:
+        return utils.augment_batch(digits, utils.Augment(**{"degrees": 15.0, "crop_p": 0.1, **settings}),
+                                   torch.Generator().manual_seed(seed))
+
+    plain, slanted = augmented(4), augmented(4, shear=0.3)
+    assert ((slanted - plain).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # every image slanted, each its own way
+    assert (augmented(9) - augmented(9, shear=1e-6)).abs().max() < 1e-4  # same rotations, crops and zooms as before
+    old_run = {"degrees": 15.0, "crop_p": 0.1, "translate": 0.0, "scale_min": 1.0, "scale_max": 1.0}
+    assert utils.Augment.from_settings(old_run).shear == 0.0  # saved before the flag: resumes without a slant
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_loader_yields_each_image_once_normalized(device) -> None:
     images, labels = synthetic_digits(100, seed=1)
