@@ -49,6 +49,7 @@ TRIM = 0.005  # the crop box may leave out this fraction of the ink's mass at ea
 FLOOR = 0.15  # at MID px, ink fainter than this fraction of the strongest is taken as paper
 MID = 80  # strokes are measured and thickened at this size (4x the 20-px box)
 PEN = 2.7  # MNIST's median stroke width at the 20-px box, in px (measured on MNIST train by pen_width)
+SLANT = (-0.57, 0.34)  # MNIST train's 5th and 95th percentile slant (``slant``; < 0 leans right): beyond, reduced to it
 BOLD = 3.8  # MNIST's 90th percentile stroke width at the 20-px box: bolder strokes (a marker, a blurred scan) narrowed
 UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain (chosen on realworld.py's set)
 SOURCE_KEY = "source_checkpoint_sha256"  # export.py records in an ONNX file which checkpoint bytes it was made from
@@ -377,6 +378,38 @@ def _thicken(ink: np.ndarray) -> np.ndarray:
     return _window(_pad_zero(ink, r), r, np.min)[r:-r, r:-r]  # paper around the crop: its edge strokes narrow too
 
 
+def slant(ink: np.ndarray) -> float:
+    """How far the ink moves sideways per px down, from its second moments (mu11 / mu02): 0 upright, < 0 leaning
+    right as italics do. Scale-free, so the same at 80 px and 28 px."""
+    mass = float(ink.sum())
+    if mass <= 0:
+        return 0.0
+    ys, xs = np.indices(ink.shape)
+    dy = ys - (ys * ink).sum() / mass
+    dx = xs - (xs * ink).sum() / mass
+    mu02 = float((ink * dy * dy).sum())
+    return float((ink * dx * dy).sum()) / mu02 if mu02 > 0 else 0.0
+
+
+def _deslant(ink: np.ndarray) -> np.ndarray:
+    """Ink slanted beyond ``SLANT`` (more than 9 in 10 of MNIST's digits) sheared back to its edge, about the
+    ink's centre row, and cropped again; other ink unchanged. A fiercely slanted font's 8 reads as a 0 otherwise."""
+    s = slant(ink)
+    k = s - min(max(s, SLANT[0]), SLANT[1])
+    if k == 0:
+        return ink
+    h, w = ink.shape
+    cy = float((np.arange(h) * ink.sum(1)).sum() / ink.sum())
+    off = max(-k * cy, k * (h - 1 - cy))  # the largest move to the left: the new picture starts there
+    size = (w + int(np.ceil(abs(k) * (h - 1))) + 1, h)
+    # output (x, y) samples input (x + k * (y - cy) - off, y): a row y - cy below the centre moves -k * (y - cy)
+    out = Image.fromarray(ink.astype(np.float32), "F").transform(
+        size, Image.Transform.AFFINE, (1, k, -off - k * cy, 0, 1, 0), resample=Image.Resampling.BILINEAR)
+    out = np.maximum(np.asarray(out, dtype=np.float64), 0)
+    cols = np.flatnonzero(out.max(0) > 0)
+    return out[:, cols[0] : cols[-1] + 1] if len(cols) else ink
+
+
 def _centre(digit: np.ndarray) -> np.ndarray:
     """A small uint8 digit pasted into a black 28x28 with its centre of mass at (14, 14), kept inside."""
     h, w = digit.shape
@@ -424,7 +457,7 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
     ink = ink / top  # the reduction faded thin lines: stretch again
     floor = min(0.5, max(FLOOR, 3 * noise / top))  # fainter is paper grain: thickening would spread it
     ink = np.minimum(np.maximum((ink - floor) / (1 - floor), 0), 1)
-    digit = np.maximum(_resize(_thicken(ink), BOX), 0)
+    digit = np.maximum(_resize(_deslant(_thicken(ink)), BOX), 0)
     digit = np.rint(digit * (255 / max(float(digit.max()), 1e-6))).astype(np.uint8)  # full contrast after scaling
     return torch.from_numpy(_centre(digit))
 

@@ -80,6 +80,44 @@ def test_a_marker_drawn_digit_is_narrowed_towards_an_mnist_pen(monkeypatch: pyte
     assert torch.equal(digits.preprocess(thin), unchanged)
 
 
+def leaning_zero(lean: float) -> Image.Image:
+    """A 0 drawn as an ellipse whose top lies ``lean`` px right of its foot per px of height (italic for lean > 0)."""
+    img = Image.new("L", (400, 300), 235)
+    draw = ImageDraw.Draw(img)
+    for y in range(60, 241):  # each row of an upright ellipse moved sideways by its height above the centre
+        t = (y - 150) / 90
+        half = 45 * np.sqrt(max(0.0, 1 - t * t))
+        x = 200 - lean * (y - 150)
+        for side in (-1, 1):
+            draw.ellipse([x + side * half - 7, y - 7, x + side * half + 7, y + 7], fill=30)
+    return img
+
+
+def test_slant_is_negative_for_ink_leaning_right_and_scale_free() -> None:
+    img = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(img).line([(140, 20), (60, 180)], fill=255, width=9)  # "/": the top is right of the foot
+    ink = np.asarray(img, dtype=np.float64) / 255
+    assert digits.slant(ink) == pytest.approx(-0.5, abs=0.03)
+    assert digits.slant(ink[:, ::-1]) == pytest.approx(0.5, abs=0.03)  # "\"
+    small = np.asarray(img.resize((50, 50), Image.Resampling.BOX), dtype=np.float64) / 255
+    assert digits.slant(small) == pytest.approx(digits.slant(ink), abs=0.03)
+
+
+def test_a_fiercely_slanted_digit_is_sheared_back_to_mnists_range_and_others_are_left_alone() -> None:
+    low, high = digits.SLANT
+    steep = digits.preprocess(leaning_zero(1.0)).numpy() / 255  # about 45 degrees: beyond 19 in 20 of MNIST's
+    assert digits.slant(steep) == pytest.approx(low, abs=0.08)  # reduced to the edge of MNIST's range, not upright
+    top, bottom, left, right = ink_box(torch.from_numpy(steep * 255))
+    assert max(bottom - top, right - left) + 1 >= 19  # cropped again after the shear: it still fills the 20-px box
+    mild = leaning_zero(0.25)  # within MNIST's range: the step does nothing
+    assert low < digits.slant(digits.preprocess(mild).numpy() / 255) < 0
+    ink = np.asarray(mild, dtype=np.float64)
+    ink = (ink.max() - ink) / ink.max()
+    assert digits._deslant(ink) is ink
+    backwards = digits.preprocess(leaning_zero(-1.0)).numpy() / 255  # leaning left as far: sheared to the other edge
+    assert digits.slant(backwards) == pytest.approx(high, abs=0.08)
+
+
 def test_a_light_digit_on_dark_grey_paper() -> None:
     reference = digits.preprocess(draw_digit(1, size=(240, 300)))
     gray = np.asarray(draw_digit(1, size=(240, 300), dark_on_light=False), dtype=np.float64)
