@@ -10,10 +10,10 @@ The library behind predict.py (it never imports a script). From Python:
 
 How a picture becomes an MNIST digit (``preprocess``): the ink's side (dark on light or light on dark)
 is found; the paper's uneven light (shadows, vignetting) is estimated at a large scale and divided
-out; the ink's bounding box is cropped; the crop is reduced to 80 px, its contrast re-stretched and
-thin strokes thickened to MNIST's pen width; then it is scaled so the longer side is 20 px and
-centred by mass in 28x28, like LeCun's MNIST. A 28x28 image with a dark border is taken as MNIST
-already and returned unchanged.
+out; the ink's bounding box is cropped; the crop is reduced to 80 px, its contrast re-stretched,
+thin strokes thickened to MNIST's pen width and a slant steeper than MNIST's sheared back; then it is
+scaled so the longer side is 20 px and centred by mass in 28x28, like LeCun's MNIST. A 28x28 image
+with a dark border is taken as MNIST already and returned unchanged.
 """
 
 from __future__ import annotations
@@ -428,12 +428,13 @@ def _is_mnist_format(gray: np.ndarray) -> bool:
     return gray.shape == (SIDE, SIDE) and _median(_border(gray)) <= 127
 
 
-def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Tensor:
+def preprocess(gray: np.ndarray | Image.Image, name: str = "image", *, deslant: bool = True) -> torch.Tensor:
     """Grey levels 0..255 (H, W), or an "L" PIL image -> a uint8 (28, 28) MNIST-style digit: white ink on black.
 
     Steps: find the ink's side and flatten the paper's light (``flatten``); crop to the ink (> ``INK`` of
     its strength); reduce to ``MID`` px and stretch the contrast again (a thin line faded by the reduction
-    comes back); thicken strokes thinner than MNIST's pen and narrow bolder ones; scale the longer side to
+    comes back); thicken strokes thinner than MNIST's pen and narrow bolder ones; shear a slant beyond ``SLANT``
+    back to its edge (``_deslant``; ``deslant=False`` keeps every slant, for training digits); scale the longer side to
     20 px (area average), stretch to 255 and centre by mass in 28x28. A 28x28 image with a dark border is taken as MNIST
     already and returned unchanged. Raises ``ImageError`` for an image with no ink or non-finite values.
     """
@@ -457,7 +458,8 @@ def preprocess(gray: np.ndarray | Image.Image, name: str = "image") -> torch.Ten
     ink = ink / top  # the reduction faded thin lines: stretch again
     floor = min(0.5, max(FLOOR, 3 * noise / top))  # fainter is paper grain: thickening would spread it
     ink = np.minimum(np.maximum((ink - floor) / (1 - floor), 0), 1)
-    digit = np.maximum(_resize(_deslant(_thicken(ink)), BOX), 0)
+    ink = _thicken(ink)
+    digit = np.maximum(_resize(_deslant(ink) if deslant else ink, BOX), 0)
     digit = np.rint(digit * (255 / max(float(digit.max()), 1e-6))).astype(np.uint8)  # full contrast after scaling
     return torch.from_numpy(_centre(digit))
 

@@ -345,14 +345,15 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
 
 def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tensor:
     """One training digit: the glyph with ``pen`` px more pen, sheared by ``slant``, drawn dark on white paper
-    and read by predict.py's preprocessing (``digits.preprocess``): the 28x28 the Net would see of it."""
+    and read by predict.py's preprocessing (``digits.preprocess``) with every slant kept: the 28x28 the Net would see
+    of it, before predict.py's slant step."""
     ink = glyph(font_path, digit, 96, pen)
     margin = int(abs(slant) * ink.shape[0]) + 16
     paper = Image.fromarray(np.pad((1 - ink) * 255, ((16, 16), (margin, margin)), constant_values=255).astype(np.uint8))
     # x_in = x_out + slant * (y_out - centre): the glyph leans right (as italics do) for slant > 0
     paper = paper.transform(paper.size, Image.Transform.AFFINE, (1, slant, -slant * paper.size[1] / 2, 0, 1, 0),
                             resample=Image.Resampling.BILINEAR, fillcolor=255)
-    return digits.preprocess(paper, name=f"{Path(font_path).stem} {digit}")
+    return digits.preprocess(paper, name=f"{Path(font_path).stem} {digit}", deslant=False)
 
 
 def build_font_digits(data_dir: Path) -> int:

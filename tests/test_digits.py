@@ -109,6 +109,8 @@ def test_a_fiercely_slanted_digit_is_sheared_back_to_mnists_range_and_others_are
     assert digits.slant(steep) == pytest.approx(low, abs=0.08)  # reduced to the edge of MNIST's range, not upright
     top, bottom, left, right = ink_box(torch.from_numpy(steep * 255))
     assert max(bottom - top, right - left) + 1 >= 19  # cropped again after the shear: it still fills the 20-px box
+    kept = digits.preprocess(leaning_zero(1.0), deslant=False).numpy() / 255  # training digits keep every slant
+    assert digits.slant(kept) < low - 0.2
     mild = leaning_zero(0.25)  # within MNIST's range: the step does nothing
     assert low < digits.slant(digits.preprocess(mild).numpy() / 255) < 0
     ink = np.asarray(mild, dtype=np.float64)
