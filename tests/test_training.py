@@ -119,6 +119,20 @@ def test_warmup_sets_where_the_one_cycle_peaks() -> None:
     assert train.ADDED_SETTINGS["warmup"] == 0.25  # a run saved before the flag resumes with what it trained with
 
 
+def test_each_recipe_trains_with_the_optimizer_it_was_tuned_with() -> None:
+    """The default moved to Muon; the recipes tuned with AdamW or the seed's SGD must not follow it silently."""
+
+    def optimizer(*argv: str) -> tuple[str, float]:
+        args = train.parse_args(["--device", "cpu", *argv])
+        return args.optimizer, args.momentum
+
+    assert optimizer("--recipe", "default") == ("muon", 0.95)
+    for recipe in ("fast", "handwriting", "gpu", "gpu-fast"):
+        assert optimizer("--recipe", recipe) == ("adamw", 0.9), recipe
+    assert optimizer("--recipe", "seed") == ("sgd", 0.9)  # the seed's momentum, not Muon's
+    assert optimizer("--recipe", "default", "--optimizer", "adamw", "--momentum", "0.9") == ("adamw", 0.9)
+
+
 def make_history() -> utils.History:
     history = utils.History()
     for epoch in (1, 2):
