@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data font-digits train test lint bench bench-quick report notebook colab-zip eval-real app clean-venv
+.PHONY: setup data font-digits train test lint bench bench-quick report notebook experiments colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
-COLAB_FILES := model.py mnist.py checkpoint.py muon.py utils.py explain.py train.py report.py digits.py app.py
+COLAB_FILES := model.py utils.py train.py predict.py s5
 
 setup: $(VENV)/.installed
 
@@ -25,14 +25,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.tx
 	touch $@
 
 data: setup
-	$(PY) -c "import mnist; mnist.fetch_mnist('data')"
+	$(PY) -c "from s5 import mnist; mnist.fetch_mnist('data')"
 
 # Digits rendered from Debian handwriting fonts that the real-world set does not use, for train.py --font-digits:
 # installs those fonts (root, apt), writes data/font-digits/ in MNIST's IDX format.
 font-digits: setup
-	@missing="$$($(PY) -c "import realworld; print(*realworld.missing_fonts(realworld.TRAINING_FONTS))")"; \
+	@missing="$$($(PY) -c "from s5 import realworld; print(*realworld.missing_fonts(realworld.TRAINING_FONTS))")"; \
 	test -z "$$missing" || (apt-get update && apt-get install -y $$missing)
-	$(PY) realworld.py font-digits --data-dir data
+	$(PY) -m s5.realworld font-digits --data-dir data
 
 train: setup
 	$(PY) train.py $(ARGS)
@@ -45,32 +45,36 @@ lint: setup
 	$(PY) -m ruff check .
 
 bench: setup
-	$(PY) bench.py $(ARGS)
+	$(PY) -m s5.bench $(ARGS)
 
 bench-quick: setup
-	$(PY) bench.py --quick $(ARGS)
+	$(PY) -m s5.bench --quick $(ARGS)
 
 report: setup
-	$(PY) report.py $(ARGS)
+	$(PY) -m s5.report $(ARGS)
 
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
 notebook: setup
-	$(PY) report.py --notebook S5.ipynb $(ARGS)
+	$(PY) -m s5.report --notebook S5.ipynb $(ARGS)
 
-# predict.py on the project's real-world set (handwriting fonts from Debian packages + scikit-learn's scans):
+# docs/experiments.md from the logged runs (logs/ and logs/archive.tar.xz): the tuning history, by question.
+experiments: setup
+	$(PY) -m s5.experiments $(ARGS)
+
+# predict.py's reading on the project's real-world set (handwriting fonts from Debian packages + scikit-learn's scans):
 # installs the fonts (root, apt), builds realworld/ (git-ignored), writes logs/realworld-<date>.md and .png.
 REAL_FONTS := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-sjfonts fonts-kristi fonts-humor-sans \
 	fonts-dancingscript fonts-kaushanscript fonts-comic-neue
 eval-real: setup
 	dpkg -s $(REAL_FONTS) >/dev/null 2>&1 || (apt-get update && apt-get install -y $(REAL_FONTS))
-	test -f realworld/manifest.csv || $(PY) realworld.py build
-	$(PY) realworld.py eval --readme README.md $(ARGS)
+	test -f realworld/manifest.csv || $(PY) -m s5.realworld build
+	$(PY) -m s5.realworld eval --readme README.md $(ARGS)
 
-# The draw-a-digit page (app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
+# The draw-a-digit page (s5/app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
 # extras (requirements-app.txt, also pulled in by requirements-dev.txt for the browser tests). ARGS="--checkpoint PATH --port N --host 0.0.0.0".
 app: setup
 	$(PY) -m pip install -r requirements-app.txt
-	$(PY) app.py $(ARGS)
+	$(PY) -m s5.app $(ARGS)
 
 # One file to upload to Colab next to S5.ipynb: the committed modules (git archive: no data, no checkpoints).
 colab-zip:

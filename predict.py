@@ -2,14 +2,13 @@
 
     python predict.py IMAGE_OR_FOLDER... [--checkpoint PATH] [--json]
 
-Each image is made to look like an MNIST digit (see ``digits.preprocess``), then classified; answers whose
-probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When ``python export.py CHECKPOINT`` has
+Each image is made to look like an MNIST digit (see ``s5.digits.preprocess``), then classified; answers whose
+probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When `python -m s5.export CHECKPOINT` has
 written the checkpoint's ONNX file beside it and onnxruntime is installed (requirements-extras.txt), the Net runs
-in onnxruntime instead of PyTorch (the same digits; bench.py measures a folder both ways). From Python, use the
-library module:
+in onnxruntime instead (the same digits, faster). From Python:
 
-    import digits
-    from checkpoint import load_trained_net
+    from s5 import digits
+    from s5.checkpoint import load_trained_net
     net = load_trained_net("checkpoints/<run-id>.pt")
     [result] = digits.predict(net, digits.read_image("seven.png"))  # or a (N, 28, 28) uint8 batch
     result.digit, result.probability, result.top3, result.uncertain
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-import digits
-from checkpoint import CheckpointError, load_given_or_newest
+from s5 import digits
+from s5.checkpoint import CheckpointError, load_given_or_newest
 
 
 def expand(args: list[str]) -> list[Path]:
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {checkpoint}", file=sys.stderr)
     exported = digits.exported_net(checkpoint)  # its ONNX export, when there is one and onnxruntime is installed
     if exported is not None:
-        print(f"onnxruntime: {exported.path} (export.py's export of this checkpoint)", file=sys.stderr)
+        print(f"onnxruntime: {exported.path} (the export of this checkpoint by python -m s5.export)", file=sys.stderr)
     paths = expand(args.images)
     entries = [{"file": str(p)} for p in paths]
     read = digits.read_images(paths)  # both cores for a large folder

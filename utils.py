@@ -1,20 +1,17 @@
 """Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, device and
-precision, train/test loops, optimizer and schedules, the per-epoch history, CSV and text log, and plots. Plain
-functions and small classes, no module-level mutable state; MNIST is ``mnist.py``'s, checkpoints ``checkpoint.py``'s.
+precision, train/test loops, optimizer and schedules, the per-epoch history and its CSV, and plots. Plain functions
+and small classes, no module-level mutable state. MNIST is s5/mnist.py's, checkpoints s5/checkpoint.py's.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
-import json
 import math
 import random
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,70 +21,47 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm  # text bars: they also render in saved notebooks
 
-from mnist import CLASS_NAMES, atomic_write_bytes, normalize
-from muon import Muon
+from s5.mnist import CLASS_NAMES, atomic_write_bytes, normalize
+from s5.muon import Muon
 
-# --------------------------------------------------------------------------------------------------
-# Batches on the device, and augmentation as batched tensor math
-# --------------------------------------------------------------------------------------------------
+# --- Batches on the device, and augmentation as batched tensor math
 
 
 @dataclass(frozen=True)
 class Augment:
     """Random affine augmentation, one warp per image. The seed's transforms are ``RandomApply([CenterCrop(22)],
     p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°, fill=0)``: ``Augment()`` does exactly that. ``translate``
-    (fraction of the image) and ``scale`` add mild shifts and zooms on top; ``stroke`` changes the pen: each image
-    moves a random fraction, up to ``stroke``, of the way to its 3x3 dilation (a thicker pen) or erosion (a finer
-    one); ``lowres`` is the fraction of images seen as a small scan enlarged (area-reduced to ``lowres_sides`` px,
-    one side per batch, then bilinear back to 28); ``elastic`` bends strokes (4x4 knots ~9 px apart moved up to
-    ``elastic`` px each, bicubic between); ``flag_ones`` is the fraction of 1s given a flag (``add_flags``); ``shear``
-    slants each image by a horizontal shear of up to ``shear`` either way (0.3: the top moves 0.3 px per px of height,
-    about 17 degrees), as writers slant their digits more than MNIST's do."""
+    (fraction of the image) and ``scale`` add mild shifts and zooms on top; ``lowres`` is the fraction of images seen
+    as a small scan enlarged (area-reduced to ``lowres_sides`` px, one side per batch, then bilinear back to 28)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
     crop_size: int = 22
     translate: float = 0.0
     scale: tuple[float, float] = (1.0, 1.0)
-    stroke: float = 0.0
     lowres: float = 0.0
     lowres_sides: tuple[int, int] = (10, 20)  # the 20-px box at 7-14 px, as in an 8x8 or 16x16 scan enlarged
-    elastic: float = 0.0
-    flag_ones: float = 0.0
-    shear: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
-        """The augmentation a run's settings ask for (train.py's flags, as saved in its checkpoint and run file)."""
+        """The augmentation of a run's settings (train.py's flags, as its run file records them)."""
         return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
-                   scale=(settings["scale_min"], settings["scale_max"]), stroke=settings.get("stroke", 0.0),
-                   lowres=settings.get("lowres", 0.0),
-                   lowres_sides=(settings.get("lowres_min", cls.lowres_sides[0]), cls.lowres_sides[1]),
-                   elastic=settings.get("elastic", 0.0), flag_ones=settings.get("flag_ones", 0.0),
-                   shear=settings.get("shear", 0.0))
+                   scale=(settings["scale_min"], settings["scale_max"]), lowres=settings["lowres"])
 
 
 def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
-                shifts: torch.Tensor | None = None, bend: torch.Tensor | None = None,
-                shears: torch.Tensor | None = None) -> torch.Tensor:
+                shifts: torch.Tensor | None = None) -> torch.Tensor:
     """Warp a (N, C, H, W) float batch: rotate each image counter-clockwise by ``angles`` (degrees)
     about its centre, after showing only the central ``zooms`` fraction of it (0.5 = 2x zoom-in),
-    then shift it by ``shifts`` (N, 2) in fractions of its width/height, and move where each output pixel
-    samples by ``bend`` (N, H, W, 2), in grid units (2 / width per pixel). ``shears`` (N) slant each image before
-    the rotation: a row ``y`` px below the centre moves ``-shear * y`` px sideways (> 0 leans right, as italics do).
-    Outside is filled with 0.
+    then shift it by ``shifts`` (N, 2) in fractions of its width/height. Outside is filled with 0.
     """
     theta = torch.deg2rad(angles.float())
     cos, sin = torch.cos(theta) * zooms, torch.sin(theta) * zooms
-    # output pixel p samples input at zoom * R(-angle) @ S @ (p - shift), S = [[1, shear], [0, 1]]; grid is [-1, 1]
+    # output pixel p samples input at zoom * R(-angle) @ (p - shift); the grid spans [-1, 1]
     matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    if shears is not None:
-        matrix = matrix @ torch.stack([torch.stack([torch.ones_like(shears), shears], -1),
-                                       torch.stack([torch.zeros_like(shears), torch.ones_like(shears)], -1)], -2)
     offset = torch.zeros_like(matrix[..., 0]) if shifts is None else -(matrix @ (2 * shifts.unsqueeze(-1))).squeeze(-1)
     grid = F.affine_grid(torch.cat([matrix, offset.unsqueeze(-1)], -1).to(images.dtype), list(images.shape),
                          align_corners=False)
-    grid = grid if bend is None else grid + bend
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -98,52 +72,10 @@ def blank_outside_center(images: torch.Tensor, size: int) -> torch.Tensor:
     return images * F.pad(images.new_ones(size, size), (left, w - size - left, top, h - size - top))
 
 
-def add_flags(images: torch.Tensor, picked: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Draw a flag on the ``picked`` digits of a (N, 1, 28, 28) 0..1 batch: a short straight stroke from the top of
-    the digit down to the left, as most writers outside North America start a 1 (MNIST's 1s are nearly all bare
-    strokes, so the Net reads a flagged 1 as a 7). ``u`` (N, 2) in [0, 1) sets each flag's length (20-40% of the
-    digit's height) and its angle to the stem (35-65 degrees, kept 20 degrees below the horizontal: a 7's bar is
-    level and long); the pen is as wide as the digit's own."""
-    x = images[picked]
-    if not len(x):
-        return images
-    h, w = x.shape[-2:]
-    ink = x[:, 0] > 0.5
-    rows = ink.any(2)  # (M, H): rows that hold ink
-    top = rows.float().argmax(1)
-    bottom = h - 1 - rows.flip(1).float().argmax(1)
-    height = (bottom - top + 1).float()
-    ys = torch.arange(h, device=x.device).view(1, -1, 1).float()
-    xs = torch.arange(w, device=x.device).view(1, 1, -1).float()
-    view = lambda t: t.view(-1, 1, 1)  # noqa: E731
-
-    def centre(band: torch.Tensor) -> torch.Tensor:  # the ink's mean column in a band of rows
-        mass = x[:, 0] * band
-        return (mass * xs).sum((1, 2)) / mass.sum((1, 2)).clamp(min=1e-6)
-
-    x0, x1 = centre(ys < view(top) + 3), centre(ys > view(bottom) - 3)  # the stem's top and foot
-    y0 = top.float() + 0.5
-    lean = torch.atan2(x0 - x1, height)  # > 0: the stem leans right, as in "/"
-    pen = (ink.sum((1, 2)) / height).clamp(1.5, 4.0)  # a bare 1: its ink's area over its height
-    uu = u[picked]
-    length = height * (0.2 + 0.2 * uu[:, 0])
-    angle = (lean + torch.deg2rad(35 + 30 * uu[:, 1])).clamp(max=math.radians(70))  # from straight down
-    dx, dy = -length * torch.sin(angle), length * torch.cos(angle)  # (x0, y0) -> (x0 + dx, y0 + dy)
-    t = (((xs - view(x0)) * view(dx) + (ys - view(y0)) * view(dy)) / view(length**2)).clamp(0, 1)
-    dist = torch.hypot(xs - view(x0) - t * view(dx), ys - view(y0) - t * view(dy))
-    stroke = (view(pen) / 2 + 0.5 - dist).clamp(0, 1)  # anti-aliased: one pixel of ramp at the edge
-    return images.index_copy(0, picked.nonzero().squeeze(1), torch.maximum(x, stroke.unsqueeze(1)))
-
-
-def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator,
-                  labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply ``aug`` to a (N, 1, 28, 28) float batch with one random warp per image (``labels``: for ``flag_ones``)."""
+def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator) -> torch.Tensor:
+    """Apply ``aug`` to a (N, 1, 28, 28) float batch with one random warp per image."""
     n = images.shape[0]
     u = torch.rand(n, 5, generator=generator, device=images.device)
-    if aug.stroke:  # drawn after the warp's numbers, so a run without it sees the same warps as before
-        t = ((torch.rand(n, generator=generator, device=images.device) * 2 - 1) * aug.stroke).view(-1, 1, 1, 1)
-        thick, thin = F.max_pool2d(images, 3, 1, 1), -F.max_pool2d(-images, 3, 1, 1)
-        images = images + t.clamp(min=0) * (thick - images) + (-t).clamp(min=0) * (thin - images)
     angles = (u[:, 0] * 2 - 1) * aug.degrees
     cropped = u[:, 1] < aug.crop_p
     if aug.crop_p > 0:  # a cropped image shows black, not its cut-off border, where rotation exposes it
@@ -152,19 +84,8 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     lo, hi = aug.scale
     zooms = zooms / (lo + (hi - lo) * u[:, 2])
     shifts = (u[:, 3:5] * 2 - 1) * aug.translate if aug.translate else None
-    bend = None  # drawn after the others, so a run without it sees the same warps as before
-    if aug.elastic:  # knots in grid units (2 / width per px)
-        knots = torch.rand(n, 2, 4, 4, generator=generator, device=images.device) * 2 - 1
-        bend = F.interpolate(knots * (2 * aug.elastic / images.shape[-1]), size=images.shape[-2:], mode="bicubic",
-                             align_corners=True).permute(0, 2, 3, 1)
-    if aug.flag_ones and labels is not None:  # drawn after the others, before the warp: the flag turns with the 1
-        f = torch.rand(n, 3, generator=generator, device=images.device)
-        images = add_flags(images, (labels == 1) & (f[:, 0] < aug.flag_ones), f[:, 1:])
-    shears = None  # drawn after the others, so a run without it sees the same warps as before
-    if aug.shear:
-        shears = (torch.rand(n, generator=generator, device=images.device) * 2 - 1) * aug.shear
-    images = affine_warp(images, angles, zooms, shifts, bend, shears)
-    if aug.lowres:  # drawn last, so a run without it sees the same warps as before
+    images = affine_warp(images, angles, zooms, shifts)
+    if aug.lowres:
         v = torch.rand(n + 1, generator=generator, device=images.device)
         side = int(aug.lowres_sides[0] + (aug.lowres_sides[1] + 1 - aug.lowres_sides[0]) * float(v[n]))
         picked = (v[:n] < aug.lowres).nonzero().squeeze(1)  # only these are reduced: a third of the arithmetic
@@ -183,10 +104,8 @@ class DeviceLoader:
     """Shuffled, augmented, normalized batches from uint8 tensors that already sit on the device.
 
     ``chunk`` batches are augmented together (one warp: on a GPU a step costs launches, not arithmetic). The
-    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not.
-    ``extra`` (images, labels), with ``extra_share`` > 0: that fraction of the augmented images, at random, are
-    swapped for random ones of ``extra`` (e.g. digits of handwriting fonts) before the warp; an epoch stays one
-    pass over ``images``."""
+    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not. With
+    ``extra_share`` > 0, that fraction of the images is swapped for random ones of ``extra`` (images, labels)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, chunk: int = 1,
@@ -220,7 +139,7 @@ class DeviceLoader:
                     self.generator.manual_seed(_batch_seed(self.seed, epoch, first))
                     if self.extra_share:
                         x, chunk_labels = self._swap_in_extra(x, chunk_labels)
-                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator, chunk_labels)
+                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator)
                 # channels_last: the layout oneDNN and cuDNN convolutions are fastest in
                 chunk_start, chunk = first, normalize(x).contiguous(memory_format=torch.channels_last)
             part = slice((b - first) * bs, (b - first + 1) * bs)
@@ -237,20 +156,17 @@ class DeviceLoader:
         return (torch.where(swap.view(-1, 1, 1), extra_images[pick], x), torch.where(swap, extra_labels[pick], y))
 
 
-# --------------------------------------------------------------------------------------------------
-# Train and test
-# --------------------------------------------------------------------------------------------------
+# --- Train and test
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names are checked, not guessed."""
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; another name is checked (``ValueError`` if absent)."""
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA GPU; use --device auto or cpu")
-    if name == "mps" and not mps:
-        raise RuntimeError("--device mps was asked for, but MPS is not available here; use --device auto or cpu")
+    if (name == "cuda" and not torch.cuda.is_available()) or (name == "mps" and not mps):
+        raise ValueError(f"--device {name}: torch sees no {'CUDA GPU' if name == 'cuda' else 'MPS device'} here; "
+                         "use --device auto or cpu")
     return torch.device(name)
 
 
@@ -278,8 +194,8 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__(f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; the run is stopped and "
-                         "the last good checkpoint is kept. Lower --lr (or use --amp off) and train again.")
+        super().__init__(f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; the run is stopped. "
+                         "Lower --lr (or use --amp off) and train again.")
         self.epoch, self.batch = epoch, batch
 
 
@@ -314,15 +230,13 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
           schedule: Schedule | None = None, amp_dtype: torch.dtype | None = None,
           scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0, totals: EpochTotals | None = None,
           should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] | None = None,
-          progress: bool = True, n_batches: int | None = None, average: WeightAverage | None = None) -> EpochTotals:
+          progress: bool = True, n_batches: int | None = None) -> EpochTotals:
     """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
-    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks,
-    and ``average`` (a ``WeightAverage``) after every step.
+    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
 
     The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the device, read only to
     display, so a CUDA step never waits for the host. When ``should_stop()`` turns true (Ctrl-C) the epoch ends after
-    this step. Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run: its scale carries
-    over."""
+    this step. Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run."""
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
@@ -344,8 +258,6 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        if average is not None:
-            average.update(model)
         if schedule is not None:
             schedule.after_batch()
         loss_sum += loss.detach() * len(target)
@@ -424,43 +336,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --------------------------------------------------------------------------------------------------
-# Optimizer and learning-rate schedules
-# --------------------------------------------------------------------------------------------------
+# --- Optimizer and learning-rate schedules
 
 
 def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.9,
-                   weight_decay: float = 0.0, nesterov: bool = True) -> torch.optim.Optimizer:
-    """SGD (the seed's; Nesterov optional), AdamW (fused on a GPU), or Muon (muon.py; AdamW for what it skips)."""
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum, AdamW (fused on a GPU), or Muon (s5/muon.py; AdamW for what it skips)."""
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}  # ~15 kernel launches fewer per step
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=nesterov and momentum > 0, **fused)
+                               nesterov=momentum > 0, **fused)
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
     if name == "muon":
         return Muon.for_model(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}: use sgd, adamw or muon")
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights, the copy that is evaluated and shipped.
-
-    After each optimizer step the average moves ``1 - decay`` of the way to the new weights; early on the decay is
-    ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the random initial weights fade out within the first
-    hundred steps. The average smooths out the noise of the last steps that the schedule leaves (with the
-    default OneCycle, which already ends at a tiny learning rate, it did not help: README, Training).
-    """
-
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.updates = decay, updates
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - decay)
 
 
 @dataclass
@@ -501,9 +391,7 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float,
     raise ValueError(f"unknown scheduler {name!r}: use step or onecycle")
 
 
-# --------------------------------------------------------------------------------------------------
-# History, logs and run files
-# --------------------------------------------------------------------------------------------------
+# --- History and logs
 
 
 # The CSV's columns and their types, in one place. "eval" columns are written "test_*" for a run evaluated
@@ -530,8 +418,7 @@ class History:
     seconds: list[float] = field(default_factory=list)
 
     @property
-    def split_name(self) -> str:
-        """"Test" or "Validation": what the eval numbers are called wherever they are shown."""
+    def split_name(self) -> str:  # "Test" or "Validation", wherever the eval numbers are shown
         return SPLITS[self.split]
 
     def append(self, epoch: float, train: EpochTotals, result: EvalResult, seconds: float) -> None:
@@ -551,8 +438,7 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict) -> History:
-        split = data.get("split", "test")  # older checkpoints have no split and test_* keys
-        return cls(split=split, **{n: list(data[n] if n in data else data[n.replace("eval", split)]) for n in COLUMNS})
+        return cls(split=data["split"], **{name: list(data[name]) for name in COLUMNS})
 
 
 def csv_header(split: str) -> list[str]:
@@ -586,106 +472,11 @@ def load_history(path: str | Path) -> History:
     return history
 
 
-class RunLog:
-    """``log(message)``: each line to ``logs/<run-id>.log`` as ``<time> INFO:utils:…`` and to the console."""
-
-    def __init__(self, path: Path, echo: bool = True) -> None:
-        self.path, self.echo = Path(path), echo
-        self._file = open(self.path, "a", encoding="utf-8")
-
-    def __call__(self, message: str) -> None:
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        for line in str(message).splitlines() or [""]:
-            self._file.write(f"{stamp} INFO:utils:{line}\n")
-        self._file.flush()
-        if self.echo:
-            tqdm.write(str(message))
-
-    def __enter__(self) -> RunLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Where a run writes: logs/<run_id>.log, .csv (per epoch), .json (its command) and checkpoints/<run_id>.pt."""
-
-    run_id: str
-    log: Path
-    csv: Path
-    info: Path
-    checkpoint: Path
-
-    @property
-    def claim(self) -> Path:
-        """A hidden file that reserves the checkpoint's name in its folder while the run lives."""
-        return self.checkpoint.with_name(f".{self.run_id}.claim")
-
-    def release(self) -> None:
-        self.claim.unlink(missing_ok=True)
-
-
-def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoints", name: str = "") -> RunFiles:
-    """Claim a fresh run id (``YYYYmmdd-HHMMSS[-name][-k]``): its log file and a claim beside its checkpoint are
-    created exclusively (runs sharing a folder never collide), which also proves both folders writable."""
-    log_dir, checkpoint_dir = Path(log_dir), Path(checkpoint_dir)
-    for folder in (log_dir, checkpoint_dir):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a file of that name, a read-only parent, ...
-            raise OSError(f"{folder} cannot be used as an output folder: {exc.strerror or exc}") from None
-    base = datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
-    for k in range(1, 10_000):
-        run_id = base if k == 1 else f"{base}-{k}"
-        files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv", log_dir / f"{run_id}.json",
-                         checkpoint_dir / f"{run_id}.pt")
-        if files.csv.exists() or files.info.exists() or files.checkpoint.exists():
-            continue
-        try:
-            open(files.claim, "x").close()
-        except FileExistsError:
-            continue
-        try:
-            with open(files.log, "x"):
-                return files
-        except FileExistsError:
-            files.release()
-    raise RuntimeError(f"no free run id under {log_dir} for {base}")
-
-
-def write_run_info(files: RunFiles, **info: object) -> None:
-    """Record what a run is (``kind``: train, dry-run, bench, tuning; its command and settings) as JSON."""
-    atomic_write_bytes(files.info, (json.dumps({"run_id": files.run_id, **info}, indent=1) + "\n").encode())
-
-
-def read_run_info(path: str | Path) -> dict:
-    """The JSON ``write_run_info`` wrote; an empty dict for runs made before it existed."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def update_readme_block(readme: str | Path, name: str, content: str) -> None:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` atomically (no marker: an error)."""
-    readme = Path(readme)
-    text = readme.read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} ... {end} block to regenerate; add the two markers")
-    head, rest = text.split(start, 1)
-    atomic_write_bytes(readme, f"{head}{start}\n{content.rstrip()}\n{end}{rest.split(end, 1)[1]}".encode())
-
-
-# --------------------------------------------------------------------------------------------------
-# Reports and plots. Each plot returns a matplotlib Figure (shown inline in notebooks) and, given
-# ``save``, also writes it as a PNG (e.g. under images/). No pyplot global state is used.
-# --------------------------------------------------------------------------------------------------
+# --- Plots: each returns a matplotlib Figure (inline in notebooks) and, given ``save``, writes it as a PNG too
 
 
 def save_figure(fig: Figure, save: str | Path | None) -> Figure:
+    """``fig``, also written to ``save`` as a PNG when given."""
     if save is not None:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(save, dpi=110, bbox_inches="tight", facecolor="white")
@@ -840,8 +631,7 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
                 ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
     parts = [f"rotation ±{aug.degrees:g}°", f"CenterCrop({aug.crop_size}) p={aug.crop_p:g}",
              aug.translate and f"shift ±{aug.translate:g}", aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-"
-             f"{aug.scale[1]:g}", aug.stroke and f"pen ±{aug.stroke:g}", aug.lowres and f"low-res p={aug.lowres:g}",
-             aug.elastic and f"elastic ±{aug.elastic:g} px", aug.shear and f"slant ±{aug.shear:g}"]
+             f"{aug.scale[1]:g}", aug.lowres and f"low-res p={aug.lowres:g}"]
     fig.suptitle("Augmentation: " + ", ".join(part for part in parts if part))
     fig.tight_layout()
     return save_figure(fig, save)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from s5 import mnist
 
-import mnist  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses run `python -m s5.<tool>` from temporary folders: they find the package as a user's shell at the
+# repository root would (pytest itself gets the root from pyproject.toml's pythonpath).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 # Device-dependent tests run on each: CUDA where torch sees a GPU, skipped (with the reason) elsewhere, as in CI.
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
@@ -54,9 +55,9 @@ def tiny_mnist(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def cli_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2,048/256-image data folder shared by the command-line tests (read only)."""
+    """A 1,024/256-image data folder shared by the command-line tests (read only): 16 steps of batch 64 an epoch."""
     data_dir = tmp_path_factory.mktemp("cli") / "data"
-    write_mnist(data_dir, 2048, 256)
+    write_mnist(data_dir, 1024, 256)
     return data_dir
 
 

@@ -24,12 +24,8 @@ from conftest import ROOT
 from PIL import Image, ImageDraw
 from test_predict import draw_digit, drawn_dataset, one_thread
 
-import app
-import checkpoint
-import digits
-import explain
-import mnist
 from model import Net
+from s5 import app, checkpoint, digits, explain, mnist
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -93,9 +89,10 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
     assert result["probability"] == pytest.approx(probs[str(digit)], abs=1e-5)
     assert result["uncertain"] == (result["probability"] < digits.UNCERTAIN_BELOW)
     assert result["net_input"].shape == (28, 28) and result["net_input"].dtype == np.uint8
-    # exactly what predict.py's preprocessing gives for the same picture laid on white
-    gray = app.to_gray(sketch(digit, size))
-    assert np.array_equal(result["net_input"], digits.preprocess(app._reduce(gray)).numpy())
+    # exactly what predict.py's preprocessing gives for the same picture laid on white, reduced to the page's size
+    gray = digits.to_gray(sketch(digit, size), app.WORK_SIDE)
+    assert max(gray.shape) <= app.WORK_SIDE
+    assert np.array_equal(result["net_input"], digits.preprocess(gray).numpy())
     assert set(result["feature_maps"]) == set(explain.CONV_LAYERS)
     for grid in [*result["feature_maps"].values(), result["saliency"], result["net_input_large"]]:
         assert grid.dtype == np.uint8 and grid.ndim in (2, 3) and min(grid.shape[:2]) >= 150
@@ -105,7 +102,7 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
 def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
     net, _ = trained
     rgba = sketch(7)
-    on_white = app.to_gray(rgba)
+    on_white = digits.to_gray(rgba)
     assert on_white.max() == 255 and on_white.min() == 0
     rgb = np.repeat(on_white[..., None], 3, axis=2).astype(np.uint8)
     with one_thread():
@@ -143,7 +140,7 @@ def test_build_app_returns_blocks(trained) -> None:
 
 
 def run_app(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "app.py"), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "s5.app", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 
@@ -183,7 +180,7 @@ def server(trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = app.free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(trained[1]),
+        proc = subprocess.Popen([sys.executable, "-m", "s5.app", "--checkpoint", str(trained[1]),
                                  "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, env=os.environ | {"GRADIO_ANALYTICS_ENABLED": "False"})
     url = f"http://127.0.0.1:{port}/"

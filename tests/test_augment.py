@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torchvision.transforms.functional as TF
 from conftest import DEVICES, synthetic_digits
 from torchvision.transforms import InterpolationMode
 
-import mnist
 import utils
+from s5 import mnist
 
 
 @pytest.fixture
@@ -73,20 +71,6 @@ def test_augment_batch_is_random_per_image_and_seeded(digits, device) -> None:
     assert a.min() >= 0 and a.max() <= 1  # the fill is black (0), like the seed's fill=0
 
 
-def test_stroke_changes_the_pen_width_both_ways_and_nothing_else(digits) -> None:
-    def augmented(seed: int, **settings) -> torch.Tensor:
-        return utils.augment_batch(digits, utils.Augment(**settings), torch.Generator().manual_seed(seed))
-
-    def ink(x: torch.Tensor) -> torch.Tensor:  # stroke pixels per image
-        return (x > 0.5).sum(dim=(1, 2, 3)).float()
-
-    change = ink(augmented(4, degrees=0.0, crop_p=0.0, stroke=1.0)) - ink(augmented(4, degrees=0.0, crop_p=0.0))
-    assert (change > 0).any() and (change < 0).any()  # some images thicker, some finer: a random pen per image
-    assert augmented(4, stroke=1.0).min() >= 0 and augmented(4, stroke=1.0).max() <= 1
-    # the warps are drawn first: with a (vanishing) pen change, the same seed gives the same rotations as without
-    assert (augmented(9, crop_p=0.0) - augmented(9, crop_p=0.0, stroke=1e-6)).abs().max() < 1e-4
-
-
 def test_lowres_blurs_a_share_of_the_images_at_full_contrast(digits) -> None:
     plain = utils.augment_batch(digits, utils.Augment(), torch.Generator().manual_seed(4))
     blurred = utils.augment_batch(digits, utils.Augment(lowres=0.5), torch.Generator().manual_seed(4))
@@ -99,53 +83,6 @@ def test_lowres_blurs_a_share_of_the_images_at_full_contrast(digits) -> None:
     assert blurred.min() >= 0
     everything = utils.augment_batch(digits, utils.Augment(lowres=0.999), torch.Generator().manual_seed(4))
     assert ((everything - plain).abs().amax(dim=(1, 2, 3)) > 1e-6).all()
-
-
-def test_lowres_min_sets_the_smallest_scan_side_and_old_runs_keep_ten(digits) -> None:
-    settings = {"degrees": 15.0, "crop_p": 0.1, "translate": 0.0, "scale_min": 1.0, "scale_max": 1.0, "lowres": 0.3}
-    assert utils.Augment.from_settings({**settings, "lowres_min": 6}).lowres_sides == (6, 20)
-    assert utils.Augment.from_settings(settings).lowres_sides == (10, 20)  # saved before the flag existed
-
-    def steps(side: int) -> torch.Tensor:  # the largest step between neighbouring pixels, per image
-        x = utils.augment_batch(digits, utils.Augment(lowres=0.999, lowres_sides=(side, side)),
-                                torch.Generator().manual_seed(4))
-        return (x[:, :, 1:] - x[:, :, :-1]).abs().amax(dim=(1, 2, 3))
-
-    assert (steps(5) < steps(20)).all()  # a smaller scan: softer when enlarged back to 28 px
-
-
-def test_elastic_bends_each_image_its_own_way_by_a_few_pixels(digits) -> None:
-    def augmented(seed: int, **settings) -> torch.Tensor:
-        return utils.augment_batch(digits, utils.Augment(**{"degrees": 0.0, "crop_p": 0.0, **settings}),
-                                   torch.Generator().manual_seed(seed))
-
-    plain, bent = augmented(4), augmented(4, elastic=2.0)
-    assert ((bent - plain).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # every image bent, each its own way
-    assert not torch.allclose(bent[0] - plain[0], bent[1] - plain[1])
-    assert bent.min() >= 0 and bent.max() <= 1
-    # points move about 2 px, not more (bicubic overshoots a little): the bent ink lies inside the plain ink grown 3 px
-    grown = torch.nn.functional.max_pool2d(plain, 7, 1, 3)
-    assert (bent <= grown + 1e-5).all()
-    # a field of 1e-6 px is the plain warp: the same seed gives the same rotations as without it
-    assert (augmented(9, degrees=15.0) - augmented(9, degrees=15.0, elastic=1e-6)).abs().max() < 1e-4
-
-
-def test_shear_slants_each_image_its_own_way_and_none_keeps_the_old_warps(digits) -> None:
-    bar = torch.zeros(1, 1, 28, 28)
-    bar[..., 4:24, 13:15] = 1  # an upright stroke
-    leaning = utils.affine_warp(bar, torch.zeros(1), torch.ones(1), shears=torch.tensor([0.3]))
-    cols = lambda row: leaning[0, 0, row].nonzero().float().mean()  # noqa: E731  the stroke's column in a row
-    assert cols(5) - cols(22) == pytest.approx(0.3 * 17, abs=1.0)  # the top is right of the foot: it leans right
-
-    def augmented(seed: int, **settings) -> torch.Tensor:
-        return utils.augment_batch(digits, utils.Augment(**{"degrees": 15.0, "crop_p": 0.1, **settings}),
-                                   torch.Generator().manual_seed(seed))
-
-    plain, slanted = augmented(4), augmented(4, shear=0.3)
-    assert ((slanted - plain).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # every image slanted, each its own way
-    assert (augmented(9) - augmented(9, shear=1e-6)).abs().max() < 1e-4  # same rotations, crops and zooms as before
-    old_run = {"degrees": 15.0, "crop_p": 0.1, "translate": 0.0, "scale_min": 1.0, "scale_max": 1.0}
-    assert utils.Augment.from_settings(old_run).shear == 0.0  # saved before the flag: resumes without a slant
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -208,28 +145,3 @@ def test_loader_swaps_a_share_of_images_for_extra_ones_with_their_labels(device,
         utils.DeviceLoader(images, labels, 32, extra_share=0.1)
 
 
-def test_a_flag_starts_at_the_top_of_a_one_and_runs_down_to_the_left() -> None:
-    one = torch.zeros(3, 1, 28, 28)
-    one[:, :, 4:24, 13:16] = 1.0  # a bare upright 1: 20 px tall, a 3 px pen
-    picked = torch.tensor([True, False, True])
-    u = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])  # shortest and steepest, unused, longest and flattest
-    flagged = utils.add_flags(one, picked, u)
-    assert torch.equal(flagged[1], one[1])  # not picked: untouched
-    assert (flagged >= one).all()  # ink is only added, the stem stays
-    for i, (longest, steepest) in ((0, (0.2, 35)), (2, (0.4, 65))):
-        new = (flagged[i, 0] - one[i, 0]) > 0.5
-        ys, xs = new.nonzero(as_tuple=True)
-        assert len(ys) and xs.max() <= 14 and ys.min() >= 4  # left of the stem's centre, never above its top
-        reach_x, reach_y = 14.5 - xs.min().item(), ys.max().item() - 4.5  # how far the flag goes, in px
-        length = (reach_x**2 + reach_y**2) ** 0.5
-        assert 20 * longest - 1 <= length <= 20 * longest + 2.5
-        assert abs(math.degrees(math.atan2(reach_x, reach_y)) - steepest) < 12  # its angle to the stem
-    # the flags run from one thing only: labels. Without a 1 among them a batch is warped exactly as without flags
-    digits = torch.rand(4, 1, 28, 28)
-    plain = utils.augment_batch(digits, utils.Augment(), torch.Generator().manual_seed(3), torch.full((4,), 7))
-    sevens = utils.augment_batch(digits, utils.Augment(flag_ones=1.0), torch.Generator().manual_seed(3),
-                                 torch.full((4,), 7))
-    assert torch.equal(plain, sevens)
-    ones = utils.augment_batch(digits, utils.Augment(flag_ones=1.0), torch.Generator().manual_seed(3),
-                               torch.ones(4, dtype=torch.long))
-    assert not torch.equal(plain, ones)

@@ -12,9 +12,8 @@ import pytest
 import torch
 from conftest import DEVICES, ROOT, interrupt_when_logged, synthetic_digits, write_mnist
 
-import checkpoint
-import mnist
 import utils
+from s5 import checkpoint, mnist, runs
 
 
 def run_train(tmp: Path, data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -43,14 +42,14 @@ SMALL = ("--batch-size", "64", "--test-batch-size", "128", "--epochs", "3", "--s
 @pytest.fixture(scope="module")
 def reference_runs(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """The CSV of an uninterrupted 3-epoch run on a device, trained once per device on first use."""
-    runs: dict[str, Path] = {}
+    made: dict[str, Path] = {}
 
     def reference(device: str) -> Path:
-        if device not in runs:
+        if device not in made:
             tmp = tmp_path_factory.mktemp(f"reference-{device}")
             run_train(tmp, cli_mnist, *SMALL, "--device", device)
-            runs[device] = only(tmp / "logs", "*.csv")
-        return runs[device]
+            made[device] = only(tmp / "logs", "*.csv")
+        return made[device]
 
     return reference
 
@@ -68,7 +67,7 @@ def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path:
     assert "Final test accuracy" in proc.stdout
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 1 and rows[0]["epoch"] == "1"
-    assert utils.read_run_info(only(tmp_path / "logs", "*.json"))["kind"] == "dry-run"
+    assert runs.read_run_info(only(tmp_path / "logs", "*.json"))["kind"] == "dry-run"
     assert not list((tmp_path / "ckpt").iterdir())  # nothing predict.py could mistake for a trained model
 
 
@@ -82,7 +81,7 @@ def test_font_digits_join_training_or_the_run_says_how_to_build_them(tmp_path: P
     mnist.write_idx(mnist.font_digits_dir(data_dir) / "labels-idx1-ubyte", labels)
     proc = run_train(tmp_path, data_dir, "--dry-run", "--font-digits", "0.2")
     assert "Font digits: 40 from" in proc.stdout and "20% of the training images" in proc.stdout
-    assert utils.read_run_info(sorted((tmp_path / "logs").glob("*.json"))[-1])["settings"]["font_digits"] == 0.2
+    assert runs.read_run_info(sorted((tmp_path / "logs").glob("*.json"))[-1])["settings"]["font_digits"] == 0.2
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -147,7 +146,7 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     blocks = "".join(f"<!-- {b}:start -->\nold\n<!-- {b}:end -->\n" for b in ("summary", "rf", "results"))
     readme.write_text("# Title\n" + blocks + "tail\n")
     run_dir = reference_run.parent.parent
-    cmd = [sys.executable, str(ROOT / "report.py"), "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
+    cmd = [sys.executable, "-m", "s5.report", "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
            str(run_dir / "ckpt"), "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"),
            "--readme", str(readme)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -157,13 +156,13 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     last = utils.load_history(reference_run)
     assert f"**Final test accuracy: {last.eval_acc[-1]:.2f}%**" in text
     assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
-    assert "Accuracy of 0 - zero :" in text and "images/saliency.png" in text
+    assert "images/per_class.png" in text and "images/saliency.png" in text
     assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, device: str) -> None:
-    cmd = [sys.executable, str(ROOT / "bench.py"), "--quick", "--data-dir", str(cli_mnist), "--no-verify",
+    cmd = [sys.executable, "-m", "s5.bench", "--quick", "--data-dir", str(cli_mnist), "--no-verify",
            "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"), "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -185,7 +184,7 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
                                                                      monkeypatch) -> None:
-    import train
+    from s5 import training
 
     calls = []
     real = utils.smoothed_nll
@@ -193,10 +192,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
     def nan_in_epoch_two(log_probs, target, smoothing=0.0):
         calls.append(1)
         loss = real(log_probs, target, smoothing)
-        return loss * float("nan") if len(calls) == 32 + 5 else loss  # epoch 1 has 32 batches
+        return loss * float("nan") if len(calls) == 16 + 5 else loss  # epoch 1 has 16 batches
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_in_epoch_two)
-    status, files = train.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
+    status, files = training.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
                                "--epochs", "3", "--log-dir", str(tmp_path / "logs"),
                                "--checkpoint-dir", str(tmp_path / "ckpt"), "--device", "cpu"])  # no GPU warm-up
     assert status == 1
@@ -210,7 +209,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
 
 
 def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Path) -> None:
-    import bench
+    from s5 import bench
 
     def history(accuracies: list[float], seconds: list[float]) -> utils.History:
         h = utils.History()

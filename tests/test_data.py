@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import synthetic_digits
 
-import mnist
+from s5 import mnist
 
 
 def test_idx_round_trip(tmp_path: Path) -> None:

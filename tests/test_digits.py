@@ -15,9 +15,7 @@ from conftest import synthetic_digits
 from PIL import Image, ImageDraw
 from test_predict import draw_digit
 
-import digits
-import mnist
-import realworld
+from s5 import digits, mnist, realworld
 
 
 def ink_box(out: torch.Tensor, level: int = 60) -> tuple[int, int, int, int]:
@@ -223,6 +221,28 @@ def test_a_huge_one_bit_png_is_read_reduced(tmp_path: Path) -> None:
     assert bottom - top + 1 >= 19 and right - left + 1 <= 5
 
 
+def test_a_photos_exif_rotation_is_applied(tmp_path: Path) -> None:
+    upright = draw_digit(7, size=(120, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: the stored picture must be turned 90 degrees clockwise to show it
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.png", exif=exif)
+    gray = digits.load_gray(tmp_path / "turned.png")
+    assert np.array_equal(gray, np.asarray(upright, dtype=np.float64))
+
+
+def test_pictures_in_memory_are_read_as_files_are(tmp_path: Path) -> None:
+    img = Image.new("RGBA", (900, 600), (0, 0, 0, 0))  # a sketch pad: opaque strokes on a transparent canvas
+    ImageDraw.Draw(img).line([(300, 100), (600, 100), (400, 500)], fill=(20, 20, 20, 255), width=40)
+    img.save(tmp_path / "sketch.png")
+    gray = digits.to_gray(np.asarray(img), side=280)
+    assert gray.shape == (150, 225) and gray.max() == 255 and gray.min() == 20  # laid on white, a quarter the size
+    assert np.array_equal(digits.to_gray(img), digits.load_gray(tmp_path / "sketch.png"))
+    assert img.size == (900, 600) and img.mode == "RGBA"  # the caller's image is left as it was
+    assert np.array_equal(digits.to_gray(np.full((5, 4, 1), 9.5)), np.full((5, 4), 9.5))
+    with pytest.raises(ValueError, match="expected a grey"):
+        digits.to_gray(np.zeros((5, 4, 2)))
+
+
 def test_prediction_uncertain_flag_follows_the_threshold() -> None:
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.LogSoftmax(dim=1))
     torch.nn.init.zeros_(net[1].weight)
@@ -246,31 +266,6 @@ def test_realworld_build_writes_files_and_a_manifest(tmp_path: Path) -> None:
     for file, label, source, _, _, width, height in rows:
         with Image.open(tmp_path / file) as img:
             assert img.size == (int(width), int(height)) and source == "fonts" and label in "0123456789"
-
-
-@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (28, 28), (64, 40), (200, 300)])
-def test_fast_filters_give_numpys_numbers(shape) -> None:
-    """predict.py's own percentile, median, padding and window filters equal numpy's general ones, number for number
-    (the 3x3 mean to rounding: it adds in another order)."""
-    rng = np.random.default_rng(sum(shape))
-    a = rng.random(shape) * 255
-    for qs in ((5, 25), (0.1, 99.9), (0, 100), (50,)):
-        assert np.array_equal(digits._percentiles(a, qs), np.percentile(a, list(qs)))
-    for pads in ((1, 1, 1, 1), (0, 3, 0, 2), (4, 0, 2, 5)):
-        assert np.array_equal(digits._pad_edge(a, *pads), np.pad(a, (pads[:2], pads[2:]), mode="edge"))
-    window = np.lib.stride_tricks.sliding_window_view(np.pad(a, 2, mode="edge"), (5, 5))
-    for reduce in (np.max, np.min, np.median):
-        assert np.array_equal(digits._window(a, 2, reduce), reduce(window, axis=(2, 3)))
-    for part in (a, a.ravel()[1:], a.ravel()[2:]):  # odd and even sizes (one may be empty: skipped)
-        assert part.size == 0 or digits._median(part) == np.median(part)
-    assert np.array_equal(digits._pad_zero(a, 3), np.pad(a, 3)) and np.array_equal(digits._pad_zero(a > 99, 1),
-                                                                                      np.pad(a > 99, 1))
-    smooth = np.lib.stride_tricks.sliding_window_view(np.pad(a, 1, mode="edge"), (3, 3)).mean(axis=(2, 3))
-    assert np.allclose(digits._smooth(a), smooth, rtol=1e-12, atol=1e-12)
-    ties = np.rint(a / 40)  # few distinct values: many ties at the k-th largest
-    for values, per in ((a, 2000), (a, 400), (a, 7), (a, 1), (ties, 400), (ties, 3)):
-        k = max(1, values.size // per)
-        assert digits._kth_largest(values, per) == np.sort(values.ravel())[values.size - k]
 
 
 def test_training_fonts_share_no_face_or_package_with_the_real_world_set() -> None:

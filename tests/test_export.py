@@ -12,16 +12,14 @@ import pytest
 import torch
 from conftest import ROOT, write_mnist
 
-import checkpoint
-import digits
-import mnist
 import utils
 from model import Net
+from s5 import checkpoint, digits, mnist
 
 ort = pytest.importorskip("onnxruntime")  # a guard only: requirements-dev.txt installs it
 onnx = pytest.importorskip("onnx")
 
-import export  # noqa: E402  (after the guards: export.py needs onnx and onnxruntime at run time)
+from s5 import export, onnx_predict  # noqa: E402  (after the guards: both need onnx and onnxruntime at run time)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run_export(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "export.py"), *map(str, args)]
+    cmd = [sys.executable, "-m", "s5.export", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
@@ -68,7 +66,7 @@ def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp
     assert batch_dim.dim_param and not batch_dim.dim_value  # symbolic: any batch size
     net = checkpoint.load_trained_net(ckpt)
     data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
-    session = digits.ort_session(onnx_path)
+    session = onnx_predict.load(onnx_path)
     program = torch.export.load(str(program_path)).module()
     for n in (1, 5, 128):
         x = mnist.normalize(data.test_images[:n])
@@ -151,9 +149,8 @@ def test_inference_speed_rows(trained: tuple[Path, Path]) -> None:
 NO_TORCH = """
 import sys
 sys.modules["torch"] = None  # any `import torch` now fails
-sys.path.insert(0, sys.argv[1])
-import onnx_predict
-status = onnx_predict.main(sys.argv[2:])
+from s5 import onnx_predict  # run from the repository root
+status = onnx_predict.main(sys.argv[1:])
 assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m is not None], "torch was imported"
 sys.exit(status)
 """
@@ -168,9 +165,8 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     from PIL import Image
 
     Image.fromarray(255 - images[0].numpy()).resize((84, 84)).save(tmp_path / "dark-on-light.png")
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT), str(onnx_path), str(tmp_path / "digits.npy"),
-                           str(tmp_path / "dark-on-light.png")], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(tmp_path / "digits.npy"),
+                           str(tmp_path / "dark-on-light.png")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = checkpoint.load_trained_net(ckpt)(mnist.normalize(images)).argmax(dim=1).tolist()
     lines = proc.stdout.strip().splitlines()
@@ -178,8 +174,8 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     assert lines[0].startswith("digits.npy[0]: ") or lines[0].startswith(f"{tmp_path / 'digits.npy'}[0]: ")
     assert lines[20].startswith(f"{tmp_path / 'dark-on-light.png'}: {expected[0]} (probability ")
 
-    missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT), str(tmp_path / "none.onnx"), "x.npy"],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "none.onnx"), "x.npy"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert missing.returncode == 2 and "cannot load the model" in missing.stderr
 
 

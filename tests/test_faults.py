@@ -16,10 +16,9 @@ import pytest
 import torch
 from conftest import DEVICES, ROOT, interrupt_when_logged, write_mnist
 
-import checkpoint
-import train
 import utils
 from model import Net
+from s5 import checkpoint, runs, training
 
 
 def train_cmd(*args: str) -> list[str]:
@@ -31,7 +30,7 @@ def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedPr
 
 
 def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
-    """A stand-in for ``train.stop_on_sigint``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
+    """A stand-in for ``training.stop_on_sigint``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
     calls: list[int] = []
 
     @contextmanager
@@ -56,11 +55,11 @@ def files_in(folder: Path) -> list[str]:
 # --- work is never lost or overwritten -------------------------------------------------------------
 
 
-def test_the_printed_resume_command_resumes_verbatim(cli_mnist: Path, tmp_path: Path) -> None:
+def test_the_printed_resume_command_resumes_verbatim(small: Path, tmp_path: Path) -> None:
     """Interrupted with Ctrl-C, the run prints a command; run as printed (no other flags), it finishes the run on
     the same data into the same folders, with the numbers of an uninterrupted run."""
-    common = ("--data-dir", str(cli_mnist), "--no-verify", "--log-dir", "out/logs", "--checkpoint-dir", "out/ckpt",
-              "--batch-size", "64", "--test-batch-size", "128", "--epochs", "2", "--seed", "5")
+    common = ("--data-dir", str(small), "--no-verify", "--log-dir", "out/logs", "--checkpoint-dir", "out/ckpt",
+              "--batch-size", "64", "--test-batch-size", "64", "--epochs", "3", "--seed", "5")
     proc = interrupt_when_logged(train_cmd(*common), tmp_path, tmp_path / "out" / "logs", "Train: Loss=")
     output = proc.stdout
     assert proc.returncode == 130, output
@@ -79,11 +78,11 @@ def test_the_printed_resume_command_resumes_verbatim(cli_mnist: Path, tmp_path: 
         return [line.split(",")[:-1] for line in csvs[-1].read_text().splitlines()]  # without seconds
 
     assert rows(tmp_path / "out" / "logs") == rows(tmp_path / "ref" / "out" / "logs")
-    assert len(rows(tmp_path / "out" / "logs")) == 3  # header + 2 epochs
+    assert len(rows(tmp_path / "out" / "logs")) == 4  # header + 3 epochs
 
 
 def test_runs_sharing_a_checkpoint_folder_never_share_a_file(small: Path, tmp_path: Path) -> None:
-    ids = [utils.new_run(tmp_path / f"logs{i}", tmp_path / "ckpt").run_id for i in range(5)]  # same second
+    ids = [runs.new_run(tmp_path / f"logs{i}", tmp_path / "ckpt").run_id for i in range(5)]  # same second
     assert len(set(ids)) == 5
     procs = [subprocess.Popen(train_cmd("--data-dir", str(small), "--no-verify", "--epochs", "1", "--log-dir",
                                         f"logs-{k}", "--checkpoint-dir", "shared", "--test-batch-size", "64"),
@@ -106,7 +105,7 @@ def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path,
         return loss * float("nan") if len(calls) == 4 else loss  # the last of epoch 1's 4 steps
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_at_step_4)
-    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                                "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
                                "--device", "cpu"])  # the CPU recipe's 4 steps per epoch, and no GPU warm-up
     assert status == 1
@@ -147,7 +146,7 @@ def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: 
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", disk_full_for_checkpoints)
-    status = train.main(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status = training.main(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                          "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "No space left on device" in err
@@ -160,17 +159,17 @@ def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: 
 def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkeypatch, device: str) -> None:
     args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2",
             "--batch-size", "64", "--test-batch-size", "64", "--device", device]
-    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    status, full = training.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     saved = checkpoint.load_checkpoint(full.checkpoint)["scaler"]
     assert saved and saved["scale"] > 0
 
-    monkeypatch.setattr(train, "stop_on_sigint", stop_after(6))  # in epoch 2, after 2 of its 4 steps
-    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    monkeypatch.setattr(training, "stop_on_sigint", stop_after(6))  # in epoch 2, after 2 of its 4 steps
+    status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130
     assert checkpoint.load_checkpoint(cut.checkpoint)["scaler"] is not None
     monkeypatch.undo()
-    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0
 
     def rows(path: Path) -> list[list[str]]:
@@ -196,29 +195,30 @@ def test_resume_edge_cases(small: Path, tmp_path: Path) -> None:
     assert plain.returncode == 1 and "holds weights only" in plain.stderr and "predict.py" in plain.stderr
     assert "Traceback" not in plain.stderr
 
+    # a checkpoint of the format before v2 (its settings under "args", with flags that no longer exist): its weights
+    # still serve predict.py; resuming it is refused in one line that says what to do
+    state = checkpoint.load_checkpoint(finished)
+    old = {**state, "format": "s5-mnist-checkpoint-v1", "args": {**state.pop("settings"), "ema": 0.0, "stroke": 0.0}}
+    del old["augment"]
+    torch.save(old, tmp_path / "v1.pt")
+    assert checkpoint.load_trained_net(tmp_path / "v1.pt") is not None
+    refused = run_cli(tmp_path, "--resume", "v1.pt")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "earlier version of train.py" in refused.stderr and "train again" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
 
 def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(train, "stop_on_sigint", stop_after(2))
-    status, cut = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+    monkeypatch.setattr(training, "stop_on_sigint", stop_after(2))
+    status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                              "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
                              "--device", "cpu"])  # the CPU recipe (lr 0.002)
     assert status == 130
     monkeypatch.undo()
-    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
+    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
     assert status == 0
     warning = "WARNING: --lr 0.5 is ignored on --resume: the run continues with its own lr=0.002"
     assert warning in resumed.log.read_text()
-
-
-def test_a_checkpoint_from_before_a_setting_existed_resumes_without_it() -> None:
-    """Runs saved before --stroke and --lowres existed trained without them: resuming one must not switch on
-    today's default of either (the run would no longer be the one that was started)."""
-    args = train.parse_args(["--resume", "old.pt"])
-    saved = {key: value for key, value in vars(train.parse_args(["--recipe", "default"])).items()
-             if key not in train.ADDED_SETTINGS}
-    assert args.lowres > 0  # today's default has the low-res scans, the old run did not
-    train.resume_settings(args, {"kind": "train", "args": saved}, explicit=set(), path="old.pt")
-    assert args.lowres == 0.0 and args.stroke == 0.0
 
 
 def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, tmp_path: Path, monkeypatch) -> None:
@@ -234,7 +234,7 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
 
     monkeypatch.setattr(utils, "test", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+        training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                    "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(ckpt)])
     assert not stale.exists() and fresh.exists()  # only the old one, whose process is long gone
     (log,) = (tmp_path / "logs").glob("*.log")
@@ -287,7 +287,7 @@ def test_data_dependent_and_device_misuse_is_one_line(small: Path, tmp_path: Pat
 
 
 def test_no_verify_never_claims_verified_files_and_fp16_on_cpu_warns(small: Path, tmp_path: Path) -> None:
-    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--dry-run",
+    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--dry-run",
                                "--log-dir", str(tmp_path / "logs"), "--amp", "fp16", "--device", "cpu"])
     text = files.log.read_text()
     assert status == 0 and "verified" not in text and "md5 not checked" in text
@@ -295,7 +295,7 @@ def test_no_verify_never_claims_verified_files_and_fp16_on_cpu_warns(small: Path
 
 
 def test_a_256_image_run_with_onecycle_trains(small: Path, tmp_path: Path) -> None:
-    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                                "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 0 and len(utils.load_history(files.csv)) == 2  # 4 steps per epoch: OneCycle's edge case
 
@@ -323,22 +323,22 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
 
 
 def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(train, "stop_on_sigint", stop_after(2))
-    status, cut = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
+    monkeypatch.setattr(training, "stop_on_sigint", stop_after(2))
+    status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
                              "cpu", "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 130
     monkeypatch.undo()
     state = checkpoint.load_checkpoint(cut.checkpoint)
-    assert state["args"]["device"] == "cpu"  # what --device resolved to, so a resume continues there
-    state["args"]["device"] = "cuda" if not torch.cuda.is_available() else "mps"  # a device this machine lacks
+    assert state["settings"]["device"] == "cpu"  # what --device resolved to, so a resume continues there
+    state["settings"]["device"] = "cuda" if not torch.cuda.is_available() else "mps"  # a device this machine lacks
     gpu_run = tmp_path / "gpu-run.pt"
     torch.save(state, gpu_run)
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--no-progress", "--resume", str(gpu_run)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
-    assert f"gpu-run.pt was trained on {state['args']['device']}, which this machine does not have" in proc.stderr
+    assert f"gpu-run.pt was trained on {state['settings']['device']}, which this machine does not have" in proc.stderr
     assert "--device cpu" in proc.stderr
-    status, resumed = train.run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
+    status, resumed = training.run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
     assert status == 0 and "Device: cpu" in resumed.log.read_text()
 
 
@@ -348,7 +348,7 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert utils.epoch_batches(1, 8) == [8] and utils.epoch_batches(0.01, 8) == [1]  # at least one batch
     args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--device", "cpu", "--epochs", "1.5",
             "--batch-size", "64", "--test-batch-size", "64"]  # 4 batches an epoch: 4 + 2 planned
-    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    status, full = training.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     rows = [line.split(",") for line in full.csv.read_text().splitlines()]
     assert [r[0] for r in rows] == ["epoch", "1", "1.5"]  # the second row is half an epoch, and says so
@@ -358,59 +358,15 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert state["scheduler"]["total_steps"] == 6 and state["scheduler"]["last_epoch"] == 6  # OneCycle ran out exactly
 
     # asked once per step, except at an epoch's last step: the 4th ask is after the 1st of the half epoch's 2 batches
-    monkeypatch.setattr(train, "stop_on_sigint", stop_after(4))
-    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    monkeypatch.setattr(training, "stop_on_sigint", stop_after(4))
+    status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130 and "Interrupted at epoch 2, batch 1/2" in cut.log.read_text()
     monkeypatch.undo()
-    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0
     strip = [line.rsplit(",", 1)[0] for line in full.csv.read_text().splitlines()]  # all columns but seconds
     assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip
-    status, again = train.run(["--no-progress", "--resume", str(resumed.checkpoint)])
+    status, again = training.run(["--no-progress", "--resume", str(resumed.checkpoint)])
     assert status == 0 and again is None  # "Nothing to train": the 1.5 epochs are done
 
 
-def test_plain_epochs_train_the_last_epochs_on_unaugmented_images(small: Path, tmp_path: Path, monkeypatch) -> None:
-    real, warped = utils.augment_batch, []
-    monkeypatch.setattr(utils, "augment_batch", lambda *a, **k: warped.append(1) or real(*a, **k))
-    status, files = train.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "3",
-                               "--plain-epochs", "1", "--log-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path),
-                               "--device", "cpu"])  # the CPU recipe: 4 steps per epoch, one warp per step
-    assert status == 0 and len(warped) == 2 * 4  # epochs 1 and 2 only
-    log = files.log.read_text()
-    assert "Epoch 3 (learning rate" in log and log.count("no augmentation") == 1
-    assert "Epoch 3" in log.split("no augmentation")[0].rsplit("\n", 1)[-1]
-
-
-def test_a_weight_average_is_what_is_evaluated_and_saved_and_it_resumes_exactly(small: Path, tmp_path: Path,
-                                                                                 monkeypatch) -> None:
-    """--ema: the checkpoint's "model" (what predict.py loads) is the average, the log names the trained weights'
-    accuracy too, and a run interrupted mid-epoch resumes to the same average and the same CSV."""
-    net = Net()
-    average = utils.WeightAverage(net, 0.5)
-    start = [p.clone() for p in average.model.parameters()]
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(1.0)
-    average.update(net)  # the first update's decay is min(0.5, 2 / 11): the average moves 9/11 of the way
-    assert all(torch.allclose(a, s + 9 / 11) for a, s in zip(average.model.parameters(), start, strict=True))
-    assert not any(p.requires_grad for p in average.model.parameters())
-
-    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--device", "cpu", "--epochs", "2",
-            "--batch-size", "64", "--test-batch-size", "64", "--ema", "0.9"]
-    status, full = train.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
-    assert status == 0 and "Without the weight average (--ema 0): test accuracy" in full.log.read_text()
-    state = checkpoint.load_checkpoint(full.checkpoint)
-    assert state["average_updates"] == 8
-    assert not all(torch.equal(state["model"][k], state["training_model"][k]) for k in state["model"])
-    monkeypatch.setattr(train, "stop_on_sigint", stop_after(6))
-    status, cut = train.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
-    assert status == 130
-    monkeypatch.undo()
-    status, resumed = train.run(["--no-progress", "--resume", str(cut.checkpoint)])
-    assert status == 0
-    again = checkpoint.load_checkpoint(resumed.checkpoint)
-    for key in ("model", "training_model"):
-        assert all(torch.equal(again[key][k], state[key][k]) for k in state[key]), key
-    strip = [line.rsplit(",", 1)[0] for line in full.csv.read_text().splitlines()]
-    assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import utils
 from model import Net
-from muon import Muon, hidden_matrices, orthogonalize
+from s5.muon import Muon, hidden_matrices, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(50, 4096), (256, 1152), (64, 32), (8, 8)])

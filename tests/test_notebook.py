@@ -14,9 +14,11 @@ EXPECTED_IMAGES = ("samples", "augmentation", "metric_plot", "predictions", "mis
 
 
 def colab_files() -> list[str]:
-    """The modules `make colab-zip` packs: the Makefile's COLAB_FILES."""
+    """The files `make colab-zip` packs: the Makefile's COLAB_FILES, folders by their Python files."""
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("COLAB_FILES"))
-    return line.split(":=", 1)[1].split()
+    names = line.split(":=", 1)[1].split()
+    return [str(p.relative_to(ROOT)) for name in names
+            for p in ([ROOT / name] if (ROOT / name).is_file() else sorted((ROOT / name).rglob("*.py")))]
 
 
 def test_notebook_runs_every_cell_and_writes_the_images(tmp_path: Path) -> None:

@@ -23,11 +23,9 @@ import torch.nn.functional as F
 from conftest import ROOT, synthetic_digits
 from PIL import Image, ImageDraw
 
-import checkpoint
-import digits
-import mnist
 import predict
 from model import Net
+from s5 import checkpoint, digits, mnist
 
 CLASSES = (0, 1, 7)
 

@@ -40,7 +40,7 @@ def test_the_readme_has_python_examples() -> None:
 def test_readme_python_example_runs(project: tuple[Path, str, dict[str, str]], index: int) -> None:
     folder, run_id, md5s = project
     # the tiny data set stands in for MNIST: its md5s replace the genuine ones for this interpreter only
-    prelude = f"import mnist\nmnist.MNIST_MD5.update({md5s!r})\n"
+    prelude = f"from s5 import mnist\nmnist.MNIST_MD5.update({md5s!r})\n"
     code = prelude + SNIPPETS[index].replace("<run-id>", run_id)
     proc = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from conftest import DEVICES, synthetic_digits
 
-import checkpoint
-import train
 import utils
 from model import Net
+from s5 import checkpoint, runs, training
 
 
 def tiny_loader(n: int = 64, batch_size: int = 16, device: str = "cpu", **kwargs) -> utils.DeviceLoader:
@@ -100,8 +100,8 @@ def test_schedulers() -> None:
         utils.make_schedule("cosine", optimizer, epochs=1, steps_per_epoch=1)
 
 
-def test_warmup_sets_where_the_one_cycle_peaks() -> None:
-    """--warmup: the fraction of the OneCycle steps spent rising to the peak learning rate."""
+def test_pct_start_sets_where_the_one_cycle_peaks() -> None:
+    """``pct_start``: the fraction of the OneCycle steps spent rising to the peak learning rate."""
 
     def peak_step(warmup: float) -> int:
         optimizer = utils.make_optimizer(Net(), "adamw", lr=0.01)
@@ -115,15 +115,13 @@ def test_warmup_sets_where_the_one_cycle_peaks() -> None:
 
     assert peak_step(0.1) < peak_step(0.25) < peak_step(0.5)
     assert abs(peak_step(0.5) - 20) <= 1
-    assert train.parse_args([]).warmup == 0.25 and train.parse_args(["--warmup", "0.1"]).warmup == 0.1
-    assert train.ADDED_SETTINGS["warmup"] == 0.25  # a run saved before the flag resumes with what it trained with
 
 
 def test_each_recipe_trains_with_the_optimizer_it_was_tuned_with() -> None:
     """The default moved to Muon; the recipes tuned with AdamW or the seed's SGD must not follow it silently."""
 
     def optimizer(*argv: str) -> tuple[str, float]:
-        args = train.parse_args(["--device", "cpu", *argv])
+        args = training.parse_args(["--device", "cpu", *argv])
         return args.optimizer, args.momentum
 
     assert optimizer("--recipe", "default") == ("muon", 0.95)
@@ -154,11 +152,6 @@ def test_history_csv_round_trip(tmp_path: Path) -> None:
     assert utils.History.from_dict(history.to_dict()) == history
 
 
-def test_history_from_an_older_checkpoint_with_test_keys() -> None:
-    old = {k.replace("eval", "test"): v for k, v in make_history().to_dict().items() if k != "split"}
-    assert utils.History.from_dict(old) == make_history()
-
-
 def test_load_history_rejects_other_csv(tmp_path: Path) -> None:
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a training log CSV"):
@@ -166,12 +159,12 @@ def test_load_history_rejects_other_csv(tmp_path: Path) -> None:
 
 
 def test_new_run_never_reuses_files(tmp_path: Path) -> None:
-    runs = [utils.new_run(tmp_path / "logs", tmp_path / "ckpt", name="x") for _ in range(3)]
-    assert len({r.run_id for r in runs}) == 3
-    assert all(r.log.exists() for r in runs)
-    with utils.RunLog(runs[0].log, echo=False) as log:
+    made = [runs.new_run(tmp_path / "logs", tmp_path / "ckpt", name="x") for _ in range(3)]
+    assert len({r.run_id for r in made}) == 3
+    assert all(r.log.exists() for r in made)
+    with runs.RunLog(made[0].log, echo=False) as log:
         log("Test set: Average loss: 0.0300, Accuracy: 9900/10000 (99.00%)")
-    assert "INFO:utils:Test set: Average loss: 0.0300" in runs[0].log.read_text()
+    assert "INFO:utils:Test set: Average loss: 0.0300" in made[0].log.read_text()
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
@@ -181,12 +174,13 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     schedule = utils.make_schedule("onecycle", optimizer, epochs=2, steps_per_epoch=10)
     path = checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, optimizer=optimizer,
                                       scheduler=schedule.scheduler, epoch=2, history=make_history().to_dict(),
-                                      args={"lr": 0.1, "data_dir": tmp_path},
+                                      settings={"lr": 0.1, "data_dir": tmp_path}, augment=asdict(utils.Augment()),
                                       partial=vars(utils.EpochTotals(1, 2, 3.0, 4, 0.5)), run_id="r")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
     state = checkpoint.load_checkpoint(path)
-    assert state["epoch"] == 2 and state["run_id"] == "r" and state["args"]["data_dir"] == str(tmp_path)
+    assert state["epoch"] == 2 and state["run_id"] == "r" and state["settings"]["data_dir"] == str(tmp_path)
     assert utils.EpochTotals(**state["partial"]) == utils.EpochTotals(1, 2, 3.0, 4, 0.5)
+    assert utils.Augment(**state["augment"]) == utils.Augment()  # the run's augmentation, field by field
     net = checkpoint.load_trained_net(path)
     for a, b in zip(net.state_dict().values(), model.state_dict().values(), strict=False):
         assert torch.equal(a, b)
@@ -261,8 +255,8 @@ def test_concurrent_runs_get_distinct_files(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        runs = list(pool.map(lambda _: utils.new_run(tmp_path / "logs", tmp_path / "ckpt"), range(16)))
-    assert len({r.run_id for r in runs}) == 16 and len(list((tmp_path / "logs").glob("*.log"))) == 16
+        made = list(pool.map(lambda _: runs.new_run(tmp_path / "logs", tmp_path / "ckpt"), range(16)))
+    assert len({r.run_id for r in made}) == 16 and len(list((tmp_path / "logs").glob("*.log"))) == 16
 
 
 def test_an_image_given_as_checkpoint_is_not_called_dangerous(tmp_path: Path) -> None:

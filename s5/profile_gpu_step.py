@@ -1,0 +1,48 @@
+"""Where a GPU training step's time goes: torch.profiler over 48 steps of --recipe gpu (needs a CUDA GPU).
+
+    python -m s5.profile_gpu_step   # from the repository root; prints the top kernels and host-side calls
+
+Compare "Self CUDA time total" (what the GPU computes) with the unprofiled wall time printed last: the gap is the
+host launching kernels (each cudaLaunchKernel costs microseconds; a step launches about a hundred).
+"""
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import utils
+from model import Net
+from s5 import training as T
+from s5.mnist import MNIST_MD5, load_mnist
+
+
+def main() -> None:
+    dev = torch.device("cuda")
+    data = load_mnist("data", dev, md5s=MNIST_MD5, fetch=False, log=print)
+    r = T.RECIPES["gpu"]
+    bs = r["batch_size"]
+    model = Net().to(dev, memory_format=torch.channels_last)
+    opt = utils.make_optimizer(model, "adamw", lr=r["lr"], weight_decay=r["weight_decay"])
+    loader = utils.DeviceLoader(data.train_images[: bs * 48], data.train_labels[: bs * 48], bs, shuffle=True,
+                                augment=utils.Augment.from_settings(r), seed=1, chunk=T.augment_chunk(dev, bs))
+    sched = utils.make_schedule("onecycle", opt, epochs=3, steps_per_epoch=len(loader))
+    utils.train(model, loader, opt, epoch=1, schedule=sched, amp_dtype=torch.bfloat16, label_smoothing=0.1,
+                progress=False)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+        utils.train(model, loader, opt, epoch=2, schedule=sched, amp_dtype=torch.bfloat16, label_smoothing=0.1,
+                    progress=False)
+        torch.cuda.synchronize()
+    ka = p.key_averages()
+    print(ka.table(sort_by="cuda_time_total", row_limit=12))
+    print(ka.table(sort_by="self_cpu_time_total", row_limit=12))
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    utils.train(model, loader, opt, epoch=3, schedule=sched, amp_dtype=torch.bfloat16, label_smoothing=0.1,
+                progress=False)
+    torch.cuda.synchronize()
+    print(f"48 steps of bs {bs} unprofiled: {time.perf_counter() - t:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
