@@ -38,7 +38,10 @@ def expand(args: list[str]) -> list[Path]:
     files = []
     for arg in args:
         path = Path(arg)
-        inside = sorted(path.iterdir()) if path.is_dir() else []
+        try:
+            inside = sorted(path.iterdir()) if path.is_dir() else []
+        except OSError:  # a folder that cannot be listed: reported like an unreadable file
+            inside = []
         inside = [p for p in inside if not p.is_dir() and not p.name.startswith(".")]
         files += inside or [path]  # a file, or a folder with no files (reported as such)
     return files
@@ -51,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list of results instead of text")
     args = parser.parse_args(argv)
     try:
-        model, checkpoint = load_given_or_newest(args.checkpoint)
+        model, checkpoint, about = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:
         print(f"predict.py: error: {exc}", file=sys.stderr)
         return 2
-    print(f"checkpoint: {checkpoint}", file=sys.stderr)
+    print(f"checkpoint: {about}", file=sys.stderr)
     exported = digits.exported_net(checkpoint)  # its ONNX export, when there is one and onnxruntime is installed
     if exported is not None:
         print(f"onnxruntime: {exported.path} (the export of this checkpoint by python -m s5.export)", file=sys.stderr)

@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from s5 import digits, explain
 from s5.checkpoint import CheckpointError, load_given_or_newest
 from s5.mnist import normalize
+from s5.training import bounded
 
 WORK_SIDE = 280  # drawings and photos are reduced to at most this (longer side, px) before preprocessing
 MAPS_PER_LAYER = 8  # the most active feature maps shown per conv layer (2 rows x 4)
@@ -299,17 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint of train.py (default: newest checkpoints/*.pt)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0 for "
                         "other devices on the network, e.g. a phone)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--port", type=bounded(int, 1, 65535), default=7860, help="port (default 7860)")
     parser.add_argument("--screenshot", type=Path, metavar="PNG", help="serve on a free port, draw a 7 in headless "
                         "Chromium (/usr/bin/chromium, Playwright), save the page to PNG and exit")
     parser.add_argument("--latency", action="store_true", help="print the draw-to-prediction time of analyse "
                         "(median of 50 calls on a drawn 7) and exit; needs no gradio")
     args = parser.parse_args(argv)
     try:
-        net, checkpoint = load_given_or_newest(args.checkpoint)
+        net, checkpoint, about = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
+    print(f"checkpoint: {about}", file=sys.stderr)
     if args.latency:
         t = latency(net)
         print(f"analyse: median {t['median_ms']:.1f} ms, 90th percentile {t['p90_ms']:.1f} ms over {t['calls']} calls "
@@ -332,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             page.close()
         print(f"wrote {args.screenshot}")
         return 0
-    print(f"checkpoint: {checkpoint}", file=sys.stderr)
+    try:  # a port in use or a host that is not an address of this machine: one line, before Gradio tries
+        socket.create_server((args.host, args.port)).close()
+    except OSError as exc:
+        print(f"app.py: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}; choose another "
+              "--port, or --host 127.0.0.1", file=sys.stderr)
+        return 2
     page.launch(server_name=args.host, server_port=args.port)
     return 0
 

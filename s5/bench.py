@@ -40,6 +40,7 @@ from model import Net
 from s5 import digits, training
 from s5.mnist import MNIST_MD5, MNIST_MEAN, MNIST_STD, MnistData, load_mnist, normalize
 from s5.runs import update_readme_block
+from s5.training import bounded
 
 
 def seed_style_loader(data_dir: str, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
@@ -422,14 +423,16 @@ def recipes_table(log_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few steps and one tiny run: proves it works")
-    p.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="none: throughput only")
+    p.add_argument("--seeds", type=bounded(int, 0, 2**63 - 1), nargs="*", default=[1, 2, 3],
+                   help="none: throughput only")
     p.add_argument("--recipes", nargs="+", choices=sorted(training.RECIPES),
                    help="default: every recipe on a CUDA GPU, default, fast and seed elsewhere")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
-    p.add_argument("--batch-size", type=int, help="throughput batch size (default: the device's recipe's)")
-    p.add_argument("--steps", type=int, default=100, help="timed steps per throughput measurement")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=bounded(int, 1, 60_000), help="throughput batch size (default: the device's "
+                   "recipe's)")
+    p.add_argument("--steps", type=bounded(int, 1, 10_000), default=100, help="timed steps per throughput measurement")
+    p.add_argument("--warmup", type=bounded(int, 0, 1000), default=5)
     p.add_argument("--data-dir", default="data")
     p.add_argument("--log-dir", default="logs")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -23,6 +25,8 @@ from s5.mnist import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "s5-mnist-checkpoint-v2"  # v2: the run's full settings as plain dicts ("settings", "augment")
 OLDER_FORMATS = ("s5-mnist-checkpoint-v1",)  # their weights still load; their runs cannot be resumed
+# A checkpoint of this Net with its optimizer state is about 10 MB; a file that unpacks to more is refused unread.
+MAX_CHECKPOINT_BYTES = 256 * 2**20
 STALE_TEMP_SECONDS = 3600  # a temporary file older than this was left by a process that died while saving
 
 
@@ -75,18 +79,47 @@ def save_checkpoint(
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def process_is_gone(pid: int) -> bool:
+    """Whether no process of this id runs on this machine (a file it left behind is nobody's now)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, under another user
+        return False
+    return False
+
+
 def remove_stale_temp_files(folder: str | Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Delete the ``.<name>.pt.<pid>.tmp`` files that a process killed while saving left in ``folder``."""
+    """Delete what runs that died left in ``folder``: the ``.<name>.pt.<pid>.tmp`` of a save that never finished and
+    the ``.<run-id>.claim`` of a run (it holds the run's process id), once their process is gone (or, with no
+    process id to tell, after ``older_than`` seconds). Only these hidden files of ours are ever deleted."""
     removed = []
     now = time.time()
-    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+    for leftover in [*Path(folder).glob(".*.pt.*.tmp"), *Path(folder).glob(".*.claim")]:
         try:
-            if now - tmp.stat().st_mtime > older_than:
-                tmp.unlink()
-                removed.append(tmp)
+            pid = leftover.name.rsplit(".", 2)[1] if leftover.suffix == ".tmp" else leftover.read_text().strip()
+            gone = process_is_gone(int(pid)) if pid.isdigit() else now - leftover.stat().st_mtime > older_than
+            if gone:
+                leftover.unlink()
+                removed.append(leftover)
         except OSError:
             continue  # another process took it, or it is not ours to delete
     return removed
+
+
+def check_size(path: Path) -> None:
+    """Refuse, before anything is unpacked, a file whose contents would take more memory than any checkpoint of
+    this Net can: torch.save writes a zip, whose declared sizes ``zipfile`` reads without inflating anything."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        declared = path.stat().st_size  # not a zip (an old or foreign format): its own size
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path} would unpack to {declared / 2**20:,.0f} MB, more than any checkpoint of this "
+                              f"Net ({MAX_CHECKPOINT_BYTES // 2**20} MB at most): refused unread; use a checkpoint "
+                              "made by train.py")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -94,6 +127,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    check_size(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -151,13 +185,35 @@ def load_model_state(model: nn.Module, state: dict, path: str | Path = "checkpoi
 
 def load_trained_net(path: str | Path, device: str | torch.device = "cpu") -> Net:
     """A ``model.Net`` with a checkpoint's weights, on ``device``, in eval mode."""
+    device = torch.device(device)
+    if (device.type == "cuda" and not torch.cuda.is_available()) or (
+            device.type == "mps" and not torch.backends.mps.is_available()):
+        raise ValueError(f"load_trained_net(device={str(device)!r}): torch sees no such device here; "
+                         "use device='cpu'")
     state = load_checkpoint(path, map_location=device)
     return load_model_state(Net(), state, path).to(device).eval()
 
 
+def is_finished(state: dict) -> bool:
+    """Whether a checkpoint's run trained every epoch it planned (not interrupted, not stopped early)."""
+    settings = state.get("settings") or state.get("args") or {}
+    return not state.get("partial") and "epochs" in settings and state.get("epoch", 0) >= settings["epochs"]
+
+
+def describe(state: dict, path: str | Path) -> str:
+    """One line on what a checkpoint is: its run, how far it trained, and its last evaluated accuracy."""
+    history = state.get("history") or {}
+    split = history.get("split", "test")
+    accuracy = (history.get("eval_acc") or [None])[-1]
+    parts = [f"run {state['run_id']}" if state.get("run_id") else "",
+             f"{split} accuracy {accuracy:.2f}% after {history['epoch'][-1]:g} epochs" if accuracy is not None else
+             "no evaluation recorded", "" if is_finished(state) else "an unfinished run"]
+    return f"{path} ({', '.join(part for part in parts if part)})"
+
+
 def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
-    """The most recently modified ``*.pt`` in ``folder`` (dry runs write none); ``CheckpointError`` when
-    there is none."""
+    """The most recently modified ``*.pt`` in ``folder`` whose run finished (dry runs write none), else the newest
+    of any; ``CheckpointError`` when there is none."""
     folder = Path(folder)
     found = [p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith(".")]
     if not found:
@@ -165,14 +221,22 @@ def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
             f"no checkpoint found: {folder}/ holds no *.pt file. Run `make train` to train "
             "one, or pass --checkpoint PATH."
         )
-    return max(found, key=lambda p: (p.stat().st_mtime, p.name))
+    found.sort(key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    for path in found[:20]:  # newest first: the first finished run wins
+        try:
+            if is_finished(load_checkpoint(path)):
+                return path
+        except CheckpointError:
+            continue
+    return found[0]
 
 
-def load_given_or_newest(path: str | Path | None = None, folder: str | Path = "checkpoints") -> tuple[Net, Path]:
-    """The Net of checkpoint ``path``, or of the newest one in ``folder`` when none is given, with the path used
-    (for the command lines that say which checkpoint they read); ``CheckpointError`` when there is none."""
+def load_given_or_newest(path: str | Path | None = None, folder: str | Path = "checkpoints") -> tuple[Net, Path, str]:
+    """The Net of checkpoint ``path``, or of the newest finished one in ``folder`` when none is given, with the path
+    used and a line describing it (for the command lines to print first); ``CheckpointError`` when there is none."""
     path = Path(path) if path is not None else newest_checkpoint(folder)
-    return load_trained_net(path), path
+    state = load_checkpoint(path)
+    return load_model_state(Net(), state, path).eval(), path, describe(state, path)
 
 
 def file_sha256(path: str | Path) -> str:

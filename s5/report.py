@@ -1,6 +1,7 @@
 """Regenerate README.md's model and results sections and images/*.png from one logged run (`make report`).
 
     python -m s5.report                   # the newest finished run in logs/ that has a checkpoint
+    python -m s5.report --replace         # ... even when the README shows another run's results
     python -m s5.report --run 20261124-101500
     python -m s5.report --notebook S5.ipynb   # first run the notebook (it trains), then report on its run
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -24,26 +26,48 @@ from torchsummary import summary
 import utils
 from model import Net
 from s5 import explain, runs
-from s5.checkpoint import load_checkpoint, load_model_state
-from s5.mnist import MNIST_MD5, MnistData, load_mnist
+from s5.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from s5.mnist import MNIST_MD5, MnistData, MnistError, load_mnist
 
 
-def find_run(log_dir: Path, checkpoint_dir: Path, run_id: str | None = None) -> str:
-    """The given run id, or the newest finished training run on the test split that has a checkpoint,
-    as its run file (logs/<run-id>.json) records it: benchmarks, tuning runs and dry runs are not picked."""
+class UsageError(ValueError):
+    """A --run that names no run: exit 2, as every usage error of the package's command lines."""
+
+
+def is_finished(info: dict, history: utils.History) -> bool:
+    """Whether a run trained every epoch it was asked for (its CSV reaches the epochs of its settings)."""
+    epochs = info.get("settings", {}).get("epochs")
+    return bool(len(history)) and epochs is not None and history.epoch[-1] >= float(epochs) - 1e-6
+
+
+def find_run(log_dir: Path, checkpoint_dir: Path, run_id: str | None = None) -> tuple[str, str]:
+    """The run to report and why it was picked: the given run id (a name in ``log_dir``, never a path), or the
+    newest finished training run on the test split that has a checkpoint, as its run file (logs/<run-id>.json)
+    records it: benchmarks, tuning runs, dry runs and runs still training or stopped early are not picked."""
     if run_id:
-        return run_id
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", run_id):
+            raise UsageError(f"--run takes a run id such as 20261204-220208, got {run_id!r}")
+        if not (log_dir / f"{run_id}.csv").is_file():
+            raise UsageError(f"no run {run_id} in {log_dir}/ (no {run_id}.csv); `ls {log_dir}` lists the runs")
+        return run_id, "given with --run"
     candidates = []
     for info_path in sorted(log_dir.glob("*.json")):
         info = runs.read_run_info(info_path)
         run = info.get("run_id", "")
-        if (info.get("kind") == "train" and info.get("split") == "test" and (log_dir / f"{run}.csv").exists()
-                and (checkpoint_dir / f"{run}.pt").exists()):
+        csv_path = log_dir / f"{run}.csv"
+        if (info.get("kind") == "train" and info.get("split") == "test" and csv_path.exists()
+                and (checkpoint_dir / f"{run}.pt").exists() and is_finished(info, utils.load_history(csv_path))):
             candidates.append(run)
     if not candidates:
         raise SystemExit(f"report.py: error: no finished training run with a checkpoint in {log_dir}/ and "
                          f"{checkpoint_dir}/: run `make train` first")
-    return candidates[-1]
+    return candidates[-1], "the newest finished training run on the test set with a checkpoint"
+
+
+def reported_run(readme: Path) -> str | None:
+    """The run id the README's results block reports now, if any."""
+    found = re.search(r"<!-- results:start -->\nRun `([^`]+)`", readme.read_text()) if readme.is_file() else None
+    return found[1] if found else None
 
 
 def run_augmentation(state: dict) -> utils.Augment:
@@ -192,16 +216,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
     p.add_argument("--notebook", type=Path,
                    help="execute this notebook in place first (it trains and draws images/), then update the README "
-                        "from its run")
+                        "from its run (implies --replace)")
+    p.add_argument("--replace", action="store_true",
+                   help="allow replacing the README's results when they come from another run")
     args = p.parse_args(argv)
     if args.notebook:
+        if not args.notebook.is_file():
+            p.error(f"--notebook {args.notebook}: no such notebook")
         execute_notebook(args.notebook)
     log_dir, checkpoint_dir = Path(args.log_dir), Path(args.checkpoint_dir)
-    run_id = find_run(log_dir, checkpoint_dir, args.run)
-    data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
+    try:
+        run_id, why = find_run(log_dir, checkpoint_dir, args.run)
+    except UsageError as exc:
+        p.error(str(exc))
+    print(f"run {run_id}: {why}")
+    current = reported_run(Path(args.readme))
+    if current not in (None, run_id) and not (args.replace or args.notebook):
+        raise SystemExit(f"report.py: error: {args.readme} reports run {current}; run {run_id} would replace its "
+                         "results and images/: add --replace to do that (or --readme and --images elsewhere)")
     # after the notebook, its pictures are already drawn from this very run: only the README is left
     images = None if args.notebook else args.images
-    report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir, images=images)
+    try:
+        data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
+        report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir, images=images)
+    except (CheckpointError, MnistError) as exc:  # missing, damaged, foreign or hostile: one line, no traceback
+        raise SystemExit(f"report.py: error: {exc}") from None
     write_readme(Path(args.readme), report)
     drawn = "" if images is None else f" and {images}/"
     print(f"{args.readme}{drawn} regenerated from run {run_id}: {report.result.accuracy:.2f}% test accuracy")

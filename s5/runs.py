@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,7 +71,8 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
         if files.csv.exists() or files.info.exists() or files.checkpoint.exists():
             continue
         try:
-            open(files.claim, "x").close()
+            with open(files.claim, "x") as claim:
+                claim.write(str(os.getpid()))  # whose claim it is: a later run removes it once this process is gone
         except FileExistsError:
             continue
         try:
@@ -79,6 +81,22 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
         except FileExistsError:
             files.release()
     raise RuntimeError(f"no free run id under {log_dir} for {base}")
+
+
+def continue_run(run_id: str, log_dir: str | Path, checkpoint: str | Path) -> RunFiles:
+    """The files of run ``run_id``, which ``--resume`` continues: the same id, log, CSV, run file and checkpoint.
+    Its claim is taken exclusively, so two processes never continue one run at once."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv", log_dir / f"{run_id}.json",
+                     Path(checkpoint))
+    try:
+        with open(files.claim, "x") as claim:
+            claim.write(str(os.getpid()))
+    except FileExistsError:
+        raise OSError(f"run {run_id} is being continued by another process ({files.claim} exists); wait for it, "
+                      "or delete that file if no training runs") from None
+    return files
 
 
 def write_run_info(files: RunFiles, **info: object) -> None:

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -97,22 +98,23 @@ def run_name(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    positive, count = bounded(int, 1), bounded(int, 0)
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    positive, count = bounded(int, 1, 60_000), bounded(int, 0, 60_000)  # no batch or split is larger than MNIST
     fraction = bounded(float, 0, 1, high_open=True)
     p.add_argument("--recipe", choices=sorted(RECIPES),
                    help="a named set of defaults for the flags below; explicit flags still win "
                         "(default: gpu on a CUDA GPU, default elsewhere)")
-    p.add_argument("--epochs", type=bounded(float, 0, low_open=True),
+    p.add_argument("--epochs", type=bounded(float, 0, 1000, low_open=True),
                    help="epochs to train; a fraction trains part of the last one (0.5: half of the training set)")
     p.add_argument("--batch-size", type=positive, help="training batch size")
     p.add_argument("--test-batch-size", type=positive, default=1000, help="evaluation batch size")
-    p.add_argument("--lr", type=bounded(float, 0, low_open=True), help="learning rate (the peak of OneCycle)")
+    p.add_argument("--lr", type=bounded(float, 0, 10, low_open=True), help="learning rate (the peak of OneCycle)")
     p.add_argument("--momentum", type=fraction, help="SGD and Muon momentum")
-    p.add_argument("--weight-decay", type=bounded(float, 0), help="L2 weight decay")
+    p.add_argument("--weight-decay", type=bounded(float, 0, 1), help="L2 weight decay")
     p.add_argument("--optimizer", choices=("sgd", "adamw", "muon"), help="muon: see s5/muon.py")
     p.add_argument("--scheduler", choices=("step", "onecycle"), help="StepLR per epoch or OneCycleLR per batch")
-    p.add_argument("--step-size", type=positive, help="StepLR: epochs between decays")
+    p.add_argument("--step-size", type=bounded(int, 1, 1000), help="StepLR: epochs between decays")
     p.add_argument("--gamma", type=bounded(float, 0, 1, low_open=True), help="StepLR: decay factor")
     p.add_argument("--label-smoothing", type=fraction, help="label smoothing of the NLL loss")
     p.add_argument("--degrees", type=bounded(float, 0, 180), help="augmentation: random rotation range ±degrees")
@@ -196,6 +198,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.scale_min > args.scale_max:
         parser.error(f"--scale-min {args.scale_min:g} is above --scale-max {args.scale_max:g}")
+    if args.resume and not Path(args.resume).is_file():
+        parser.error(f"--resume {args.resume}: no such checkpoint file")
     if args.resume and args.dry_run:
         parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches of a fresh Net")
     try:
@@ -206,10 +210,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextmanager
-def stop_on_sigint() -> Iterator[Callable[[], bool]]:
-    """Within the block, SIGINT sets a flag instead of raising; yields a function that reads it.
+def stop_on_signals() -> Iterator[Callable[[], int]]:
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM (what `kill`, `timeout` and batch systems send) set a flag
+    instead of ending the process; yields a function that returns the signal's number, 0 before one came.
 
-    A second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    A second signal raises ``KeyboardInterrupt`` as usual.
     """
     requested = []
 
@@ -217,17 +222,19 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
         if requested:
             raise KeyboardInterrupt
         requested.append(signum)
-        tqdm.write("Interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to abort)")
+        tqdm.write(f"Interrupted ({signal.Signals(signum).name}): finishing the current step, then saving a "
+                   "checkpoint (Ctrl-C again to abort)")
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave SIGINT alone
-        yield lambda: False
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the signals alone
+        yield lambda: 0
         return
     try:
-        yield lambda: bool(requested)
+        yield lambda: requested[0] if requested else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], path: str) -> list[str]:
@@ -239,6 +246,13 @@ def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], p
     if state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} was written by an earlier version of train.py ({state['format']}): predict.py, "
                               "export and the page still use it, but its run cannot be resumed; train again")
+    kinds = {"epoch": int, "history": dict, "settings": dict, "optimizer": dict, "scheduler": dict}
+    wrong = [key for key, kind in kinds.items() if not isinstance(state.get(key), kind)]
+    wrong += ["partial"] * (state.get("partial") is not None and not isinstance(state["partial"], dict))
+    wrong += [f"settings.{key}" for key in TRAINING_KEYS if key not in (state.get("settings") or {})][:3]
+    if wrong:
+        raise CheckpointError(f"{path} holds fields of the wrong kind or none ({', '.join(wrong)}): not as train.py "
+                              "writes them, so its run cannot be resumed; predict.py may still use its weights")
     saved = state["settings"]
     warnings = [f"--{key.replace('_', '-')} {getattr(args, key)} is ignored on --resume: the run continues "
                 f"with its own {key}={saved[key]}"
@@ -254,7 +268,8 @@ def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 interrupted)."""
+    """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 after Ctrl-C, 143 after
+    SIGTERM: both save a checkpoint first)."""
     try:
         return run(argv)[0]
     except ValueError as exc:  # a setting that only the data can check, e.g. --val larger than the training set
@@ -291,10 +306,16 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, runs.R
     remove_stale_temp_files(args.checkpoint_dir)
     split = "val" if args.val else "test"
     label = "-".join(filter(None, [args.name, args.dry_run and "dry-run"]))
-    files = runs.new_run(args.log_dir, args.checkpoint_dir, label)
+    if resume_state is not None and resume_state.get("run_id"):  # the same run goes on: one id, one set of files
+        files = runs.continue_run(resume_state["run_id"], args.log_dir, args.resume)
+        started = runs.read_run_info(files.info)
+        kind, resumed_with = started.get("kind", kind), [*started.get("resumed_with", []), command]
+        first_command = started.get("command", command)
+    else:
+        files, resumed_with, first_command = runs.new_run(args.log_dir, args.checkpoint_dir, label), [], command
     try:
-        runs.write_run_info(files, kind=kind, command=command, split=split, resumed_from=args.resume,
-                             settings={k: v for k, v in sorted(vars(args).items())})
+        runs.write_run_info(files, kind=kind, command=first_command, split=split, resumed_with=resumed_with,
+                            settings={k: v for k, v in sorted(vars(args).items())})
         with runs.RunLog(files.log) as log:
             try:
                 return train_run(args, files=files, log=log, device=device, amp_dtype=amp_dtype, split=split,
@@ -313,7 +334,7 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
               amp_dtype: torch.dtype | None, split: str, resume_state: dict | None, command: str,
               warnings: list[str]) -> int:
     """The run itself, once its files exist: data, model, optimizer, then the epoch loop."""
-    log(f"Run {files.run_id}: {command}")
+    log(f"Run {files.run_id}: {command}" if resume_state is None else f"Run {files.run_id} continues: {command}")
     for warning in warnings:
         log(f"WARNING: {warning}")
     log("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
@@ -372,7 +393,7 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
         log(f"CUDA warm-up: {warm_up(args, model, train_loader, eval_loader, amp_dtype):.1f} s on a copy of the Net "
             "(kernels load on first use; not counted as training time)")
     plan = utils.epoch_batches(args.epochs, len(train_loader))  # batches per epoch; a fractional last one is short
-    with stop_on_sigint() as should_stop:
+    with stop_on_signals() as should_stop:
         for epoch in range(start_epoch, len(plan) + 1):
             planned = plan[epoch - 1]
             part = f", {planned} of its {len(train_loader)} batches" if planned < len(train_loader) else ""
@@ -384,9 +405,11 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
                                      label_smoothing=args.label_smoothing, totals=partial, should_stop=should_stop,
                                      log=log, progress=args.progress, n_batches=planned)
             except utils.NonFiniteLossError as exc:
+                kept = (f"the last good checkpoint is {files.checkpoint}" if files.checkpoint.exists() else
+                        "no checkpoint of this run was saved: it diverged before its first epoch ended")
                 log(f"ERROR: {exc}")
-                log(f"Last good checkpoint: {files.checkpoint}" if files.checkpoint.exists() else
-                    "No checkpoint of this run was saved: it diverged before its first epoch ended")
+                log(kept[0].upper() + kept[1:])
+                print(f"train.py: error: {exc} ({kept})", file=sys.stderr)
                 return 1
             seconds = time.perf_counter() - start
             partial = None
@@ -395,7 +418,7 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
                 resume = shlex.join(["python", "train.py", "--resume", str(files.checkpoint)])
                 log(f"Interrupted at epoch {epoch}, batch {totals.batches}/{planned}. "
                     f"Checkpoint: {files.checkpoint}. Continue with: {resume}")
-                return 130
+                return 128 + (signal.SIGTERM if should_stop() == signal.SIGTERM else signal.SIGINT)  # 143 or 130
             result = utils.test(model, eval_loader, log, split)
             history.append(round(epoch - 1 + planned / len(train_loader), 4), totals, result, seconds)
             if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -91,9 +93,11 @@ def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_runs:
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 3
     assert rows == csv_rows(reference_runs(device))
-    (tmp_path / "other-seed").mkdir()
-    run_train(tmp_path / "other-seed", cli_mnist, *SMALL[:-1], "4", "--device", device)
-    assert csv_rows(only(tmp_path / "other-seed" / "logs", "*.csv")) != rows
+    from s5 import training
+
+    dry = {seed: training.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--dry-run", "--seed",
+                               seed, "--device", device, "--log-dir", str(tmp_path / seed)])[1] for seed in ("3", "4")}
+    assert csv_rows(dry["3"].csv) != csv_rows(dry["4"].csv)  # another seed, other numbers (dry runs: cheaply)
 
 
 def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
@@ -120,14 +124,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     state = checkpoint.load_checkpoint(ckpt)
     assert state["partial"] is not None or state["epoch"] >= 2
     first_log = only(tmp_path / "logs", "*.log")
-    first_csv_rows = csv_rows(only(tmp_path / "logs", "*.csv"))
+    first_lines = first_log.read_text().splitlines()
 
     run_train(tmp_path, cli_mnist, "--resume", str(ckpt))
-    csvs = sorted((tmp_path / "logs").glob("*.csv"))
-    assert len(csvs) == 2  # a new run id: the interrupted run's files stay as they were
-    assert csv_rows(csvs[0]) == first_csv_rows and first_log.exists()
-    resumed = csvs[1]
-    assert csv_rows(resumed) == csv_rows(reference_runs(device))
+    # the same run goes on: one id, one log (its first part kept, where it resumed said), one CSV, one checkpoint
+    assert only(tmp_path / "logs", "*.log") == first_log and only(tmp_path / "ckpt", "*.pt") == ckpt
+    log = first_log.read_text().splitlines()
+    assert log[: len(first_lines)] == first_lines
+    assert any(f"Run {ckpt.stem} continues: python train.py" in line and "--resume" in line for line in log)
+    assert any("Resumed from" in line for line in log)
+    info = runs.read_run_info(only(tmp_path / "logs", "*.json"))
+    assert info["command"].startswith("python train.py --data-dir") and len(info["resumed_with"]) == 1
+    assert csv_rows(only(tmp_path / "logs", "*.csv")) == csv_rows(reference_runs(device))
 
 
 def test_resume_refuses_a_foreign_checkpoint(cli_mnist: Path, tmp_path: Path) -> None:
@@ -158,6 +166,41 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
     assert "images/per_class.png" in text and "images/saliency.png" in text
     assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
+
+
+def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unasked(
+    cli_mnist: Path, tmp_path: Path, reference_run: Path
+) -> None:
+    logs, ckpts = tmp_path / "logs", tmp_path / "ckpt"  # copies: the shared reference run stays as it is
+    shutil.copytree(reference_run.parent, logs)
+    shutil.copytree(reference_run.parent.parent / "ckpt", ckpts)
+    run_id = reference_run.stem
+    unfinished = logs / "20991231-235959.json"  # newer, but its CSV stops before its planned epochs
+    info = runs.read_run_info(logs / f"{run_id}.json")
+    unfinished.write_text(json.dumps({**info, "run_id": unfinished.stem, "settings": {**info["settings"],
+                                                                                       "epochs": 40}}))
+    shutil.copy(reference_run, logs / f"{unfinished.stem}.csv")
+    shutil.copy(only(ckpts, "*.pt"), ckpts / f"{unfinished.stem}.pt")
+    readme = tmp_path / "README.md"
+    committed = "<!-- results:start -->\nRun `20200101-000000` (`python train.py`), ...\n<!-- results:end -->\n"
+    readme.write_text(committed)
+    base = [sys.executable, "-m", "s5.report", "--log-dir", str(logs), "--checkpoint-dir", str(ckpts),
+            "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"), "--readme", str(readme)]
+    refused = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert refused.returncode == 1 and f"run {run_id}: the newest finished training run" in refused.stdout
+    assert "reports run 20200101-000000" in refused.stderr and "--replace" in refused.stderr
+    assert readme.read_text() == committed and not (tmp_path / "images").exists()
+    climbing = subprocess.run([*base, "--run", "../../etc/passwd"], capture_output=True, text=True, timeout=300)
+    assert climbing.returncode == 2 and "report.py: error: --run takes a run id" in climbing.stderr
+    missing = subprocess.run([*base, "--run", "20000101-000000"], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and missing.stderr.splitlines()[-1].startswith(
+        "report.py: error: no run 20000101-000000") and "Traceback" not in missing.stderr
+    foreign = logs / "20991230-000000.csv"  # a run whose checkpoint is not one: one line, no traceback
+    shutil.copy(reference_run, foreign)
+    (ckpts / f"{foreign.stem}.pt").write_bytes(b"not a checkpoint")
+    bad = subprocess.run([*base, "--run", foreign.stem, "--replace"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "not a readable checkpoint" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -201,7 +244,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
     assert status == 1
     log = files.log.read_text()
     assert "the training loss became NaN/inf at epoch 2, batch 4" in log
-    assert f"Last good checkpoint: {files.checkpoint}" in log
+    assert f"The last good checkpoint is {files.checkpoint}" in log
     state = checkpoint.load_checkpoint(files.checkpoint)
     assert state["epoch"] == 1  # written after epoch 1, not overwritten by the diverged epoch
     assert all(torch.isfinite(t).all() for t in state["model"].values())

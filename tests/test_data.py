@@ -35,26 +35,63 @@ def test_local_files_are_used_and_verified(tiny_mnist: tuple[Path, dict[str, str
     assert data.val_images.shape == (100, 28, 28) and data.test_labels.dtype == torch.int64
 
 
-def test_damaged_file_is_replaced_by_the_next_source(tiny_mnist, monkeypatch) -> None:
+def test_damaged_file_is_replaced_by_the_next_source_and_kept_aside(tiny_mnist, monkeypatch) -> None:
     data_dir, md5s = tiny_mnist
     raw = mnist.mnist_raw_dir(data_dir)
     good = {name: (raw / name).read_bytes() for name in md5s}
     damaged = raw / "train-labels-idx1-ubyte"
     damaged.write_bytes(good[damaged.name][:-7])  # truncated
-    fetched = []
+    fetched_into = []
 
-    def fake_source(data_dir: Path) -> None:
-        fetched.append(damaged.exists())  # the bad file was moved out of the way before fetching
+    def fake_source(target_dir: Path) -> None:
+        fetched_into.append(target_dir)
+        assert damaged.read_bytes() == good[damaged.name][:-7]  # nothing of the user's is touched while fetching
         for name, data in good.items():
-            mnist.atomic_write_bytes(raw / name, data)
+            mnist.atomic_write_bytes(mnist.mnist_raw_dir(target_dir) / name, data)
 
     monkeypatch.setitem(mnist.FETCHERS, "fake", fake_source)
     lines: list[str] = []
     mnist.fetch_mnist(data_dir, sources=("fake",), md5s=md5s, log=lines.append)
-    assert fetched == [False]
+    assert fetched_into and fetched_into[0] != data_dir and not fetched_into[0].exists()  # a temporary folder
     assert any(str(damaged) in line and "md5" in line for line in lines)
     assert any("source=fake" in line for line in lines)
     assert damaged.read_bytes() == good[damaged.name]
+    (aside,) = raw.glob("train-labels-idx1-ubyte.md5-*")  # the damaged file, kept under a name that says why
+    assert aside.read_bytes() == good[damaged.name][:-7] and any(str(aside) in line for line in lines)
+
+
+def test_files_that_fail_the_md5_check_are_never_deleted(tiny_mnist, monkeypatch) -> None:
+    """The genuine files under swapped names, no network: the error names them, and they stay byte for byte."""
+    data_dir, md5s = tiny_mnist
+    raw = mnist.mnist_raw_dir(data_dir)
+    names = list(md5s)
+    before = {name: (raw / name).read_bytes() for name in names}
+    for a, b in ((names[0], names[2]), (names[1], names[3])):  # swap train and test
+        (raw / a).rename(raw / "swap")
+        (raw / b).rename(raw / a)
+        (raw / "swap").rename(raw / b)
+    swapped = {p.name: p.read_bytes() for p in raw.iterdir()}
+
+    def offline(target_dir: Path) -> None:
+        raise OSError("no network")
+
+    monkeypatch.setitem(mnist.FETCHERS, "offline", offline)
+    with pytest.raises(mnist.MnistError) as info:
+        mnist.fetch_mnist(data_dir, sources=("offline",), md5s=md5s, log=lambda line: None)
+    assert "Left as they are" in str(info.value) and f"expected {md5s[names[0]]}" in str(info.value)
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == swapped  # nothing deleted, moved or changed
+    assert sorted(swapped.values()) == sorted(before.values())
+
+
+def test_no_verify_uses_what_is_there_and_deletes_nothing(tiny_mnist) -> None:
+    """--no-verify with one of four custom files missing: one line that says so, the other three untouched."""
+    data_dir, _ = tiny_mnist
+    raw = mnist.mnist_raw_dir(data_dir)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    with pytest.raises(mnist.MnistError, match="t10k-labels-idx1-ubyte is missing"):
+        mnist.load_mnist(data_dir, md5s=None, log=lambda line: None)
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
 
 
 def test_every_source_failing_lists_attempts_and_the_manual_fix(tmp_path, monkeypatch) -> None:
@@ -74,7 +111,7 @@ def test_every_source_failing_lists_attempts_and_the_manual_fix(tmp_path, monkey
     assert "broken: OSError: mirror unreachable" in message
     assert "train-images-idx3-ubyte: md5" in message  # the wrong file is named
     assert "gunzip them into" in message and "6bbc9ace898e44ae57da46a324031adb" in message
-    assert not any((mnist.mnist_raw_dir(tmp_path) / n).exists() for n in mnist.MNIST_MD5)  # never kept
+    assert not any((mnist.mnist_raw_dir(tmp_path) / n).exists() for n in mnist.MNIST_MD5)  # a bad fetch is not kept
 
 
 @pytest.mark.parametrize(

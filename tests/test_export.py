@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +228,56 @@ def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[P
     digits_of = lambda proc: [e["digit"] for e in json.loads(proc.stdout)]  # noqa: E731
     assert digits_of(with_onnx) == digits_of(without)
     assert digits.exported_net(tmp_path / "missing.pt") is None  # no export: PyTorch
+
+
+def test_a_failed_export_leaves_no_half_of_it(trained: tuple[Path, Path], tmp_path: Path, monkeypatch,
+                                              capsys) -> None:
+    """The .pt2 cannot be written (a full disk): neither it nor the finished .onnx is left, and it is one line."""
+    _, ckpt = trained
+
+    def full_disk(model):
+        def write(tmp: Path) -> None:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return write
+
+    monkeypatch.setattr(export, "program_writer", full_disk)
+    status = export.main([str(ckpt), "--out", str(tmp_path / "out"), "--skip-compare"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0 and err[-1].startswith("export.py: error:") and "No space left" in err[-1]
+    assert list((tmp_path / "out").iterdir()) == []  # no .onnx, no .pt2, no temporary file
+
+
+def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(trained: tuple[Path, Path],
+                                                                             tmp_path: Path, capsys) -> None:
+    from onnx import TensorProto, helper
+    from PIL import Image
+
+    from s5 import onnx_predict
+
+    _, ckpt = trained
+    onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")
+    np.save(tmp_path / "nan.npy", np.full((2, 28, 28), np.nan, np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 28, 28), np.uint8))
+    np.save(tmp_path / "wide.npy", np.zeros((3, 32, 32), np.uint8))
+    os.mkfifo(tmp_path / "fifo.png")  # would block a reader forever
+    Image.fromarray(np.full((28, 28), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
+    status = onnx_predict.main([str(onnx_path), *(str(tmp_path / n) for n in
+                                                   ("nan.npy", "empty.npy", "wide.npy", "fifo.png", "nan.tiff"))])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 1 and len(err) == 5 and all(line.startswith("onnx_predict.py: error: ") for line in err)
+    assert "finite and in 0..1" in err[0] and "got (0, 28, 28)" in err[1] and "got (3, 32, 32)" in err[2]
+    assert "not a regular file" in err[3] and "NaN or infinite" in err[4]
+
+    uniform = np.full((1, 28, 28), 0.5, np.float32)  # no digit at all: the answer cannot be sure
+    ((_, probability, uncertain),) = onnx_predict.predict(onnx_predict.load(onnx_path), uniform)
+    assert uncertain == (probability < onnx_predict.UNCERTAIN_BELOW)
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])
+    outs = [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, ["n", 3, 32, 32]) for k in range(5)]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], [f"y{k}"]) for k in range(5)], "g", [x], outs)
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(helper.make_model(graph).SerializeToString())
+    assert onnx_predict.main([str(foreign), str(tmp_path / "wide.npy")]) == 2
+    assert "not an export of this Net" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import DEVICES, ROOT, interrupt_when_logged, write_mnist
+from PIL import Image
 
 import utils
 from model import Net
@@ -30,14 +32,14 @@ def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedPr
 
 
 def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
-    """A stand-in for ``training.stop_on_sigint``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
+    """A stand-in for ``training.stop_on_signals``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
     calls: list[int] = []
 
     @contextmanager
-    def stop_on_sigint() -> Iterator[Callable[[], bool]]:
+    def stop_on_signals() -> Iterator[Callable[[], bool]]:
         yield lambda: calls.append(1) or len(calls) >= steps
 
-    return stop_on_sigint
+    return stop_on_signals
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_runs_sharing_a_checkpoint_folder_never_share_a_file(small: Path, tmp_pa
     assert not [p for p in (tmp_path / "shared").iterdir() if p.name.startswith(".")]  # claims released
 
 
-def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path, monkeypatch) -> None:
+def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     real = utils.smoothed_nll
     calls = []
 
@@ -110,6 +112,7 @@ def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path,
                                "--device", "cpu"])  # the CPU recipe's 4 steps per epoch, and no GPU warm-up
     assert status == 1
     assert "NaN/inf at epoch 1, batch 3" in files.log.read_text()
+    assert "no checkpoint of this run was saved" in capsys.readouterr().err  # promises no checkpoint it lacks
     assert not files.checkpoint.exists() and not files.csv.exists()  # no epoch finished, nothing claims one did
     with pytest.raises(checkpoint.CheckpointError, match="NaN or infinite"):
         checkpoint.save_checkpoint(tmp_path / "nan.pt", model=Net().apply(
@@ -157,14 +160,15 @@ def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkeypatch, device: str) -> None:
-    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2",
-            "--batch-size", "64", "--test-batch-size", "64", "--device", device]
+    # fp16 is emulated on a CPU: 128 training images (the rest held out), 4 steps of 32 an epoch
+    args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2", "--val", "128",
+            "--batch-size", "32", "--test-batch-size", "64", "--device", device]
     status, full = training.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     saved = checkpoint.load_checkpoint(full.checkpoint)["scaler"]
     assert saved and saved["scale"] > 0
 
-    monkeypatch.setattr(training, "stop_on_sigint", stop_after(6))  # in epoch 2, after 2 of its 4 steps
+    monkeypatch.setattr(training, "stop_on_signals", stop_after(6))  # in epoch 2, after 2 of its 4 steps
     status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130
     assert checkpoint.load_checkpoint(cut.checkpoint)["scaler"] is not None
@@ -209,7 +213,7 @@ def test_resume_edge_cases(small: Path, tmp_path: Path) -> None:
 
 
 def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(training, "stop_on_sigint", stop_after(2))
+    monkeypatch.setattr(training, "stop_on_signals", stop_after(2))
     status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                              "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
                              "--device", "cpu"])  # the CPU recipe (lr 0.002)
@@ -224,10 +228,11 @@ def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: P
 def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, tmp_path: Path, monkeypatch) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    stale, fresh = ckpt / ".20200101-000000.pt.4242.tmp", ckpt / ".20261124-000000.pt.4343.tmp"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = ckpt / f".20200101-000000.pt.{int(ended.stdout)}.tmp"  # its process has ended
+    fresh = ckpt / f".20261124-000000.pt.{os.getpid()}.tmp"  # its process (this one) is still writing it
     for tmp in (stale, fresh):
         tmp.write_bytes(b"half")
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
 
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash in evaluation")
@@ -236,7 +241,7 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
     with pytest.raises(RuntimeError, match="simulated crash"):
         training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                    "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(ckpt)])
-    assert not stale.exists() and fresh.exists()  # only the old one, whose process is long gone
+    assert not stale.exists() and fresh.exists()  # only the one whose process is gone
     (log,) = (tmp_path / "logs").glob("*.log")
     text = log.read_text()
     assert "ERROR: training crashed" in text and "Traceback" in text and "simulated crash in evaluation" in text
@@ -265,11 +270,25 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
     (("--name", "x" * 300), "argument --name: use 1-64 letters"),
     (("--name", "two\nlines"), "argument --name: use 1-64 letters"),
     (("--val", "-5"), "argument --val: must be >= 0"),
+    (("--epochs", "1e9"), "argument --epochs: must be <= 1000, got 1e9"),  # would plan a list of 10^9 epochs
+    (("--epochs", "1e308"), "argument --epochs: must be <= 1000"),
+    (("--batch-size", "1000000000"), "argument --batch-size: must be <= 60000"),
+    (("--lr", "1e300"), "argument --lr: must be <= 10"),
 ])
-def test_bad_flags_are_one_argparse_line_before_any_work(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
-    proc = run_cli(tmp_path, *flags, timeout=120)
+def test_bad_flags_are_one_argparse_line_before_any_work(tmp_path: Path, flags: tuple[str, ...], message: str,
+                                                         capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:  # in-process: the subprocess test below proves the real CLI's exit
+        training.main([*flags, "--log-dir", str(tmp_path / "logs")])
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2, stderr
+    assert stderr.strip().splitlines()[-1].startswith("train.py: error: ") and message in stderr
+    assert not (tmp_path / "logs").exists()  # nothing was written
+
+
+def test_a_bad_flag_on_the_real_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--epochs", "1e9", timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("train.py: error: ") and message in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "train.py: error: argument --epochs: must be <= 1000, got 1e9"
     assert "Traceback" not in proc.stderr and not (tmp_path / "logs").exists()
 
 
@@ -323,7 +342,7 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
 
 
 def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(training, "stop_on_sigint", stop_after(2))
+    monkeypatch.setattr(training, "stop_on_signals", stop_after(2))
     status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
                              "cpu", "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 130
@@ -358,7 +377,7 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert state["scheduler"]["total_steps"] == 6 and state["scheduler"]["last_epoch"] == 6  # OneCycle ran out exactly
 
     # asked once per step, except at an epoch's last step: the 4th ask is after the 1st of the half epoch's 2 batches
-    monkeypatch.setattr(training, "stop_on_sigint", stop_after(4))
+    monkeypatch.setattr(training, "stop_on_signals", stop_after(4))
     status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130 and "Interrupted at epoch 2, batch 1/2" in cut.log.read_text()
     monkeypatch.undo()
@@ -370,3 +389,95 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert status == 0 and again is None  # "Nothing to train": the 1.5 epochs are done
 
 
+
+
+def zip_bomb_checkpoint(path: Path, unpacked_mb: int = 400) -> Path:
+    """A real checkpoint whose first tensor's storage is swapped for ``unpacked_mb`` MB of zeros, deflated: a few
+    hundred KB on disk that a plain ``torch.load`` would inflate in memory."""
+    real = path.with_name("real.pt")
+    checkpoint.save_checkpoint(real, model=Net())
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bomb:
+        members = source.infolist()
+        storage = next(m.filename for m in members if "/data/" in m.filename)
+        for member in members:
+            if member.filename != storage:
+                bomb.writestr(member, source.read(member))
+        with bomb.open(storage, "w", force_zip64=True) as out:
+            for _ in range(unpacked_mb):
+                out.write(bytes(2**20))
+    return path
+
+
+def test_a_zip_bomb_checkpoint_is_refused_unread_in_bounded_memory(tmp_path: Path) -> None:
+    bomb = zip_bomb_checkpoint(tmp_path / "bomb.pt")
+    assert bomb.stat().st_size < 5 * 2**20
+    with pytest.raises(checkpoint.CheckpointError, match=r"would unpack to 40\d MB.*refused unread"):
+        checkpoint.load_checkpoint(bomb)
+    Image.new("L", (40, 40), 255).save(tmp_path / "x.png")
+    code = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); "
+            "print(p.stderr, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, sys.executable, str(ROOT / "predict.py"), "--checkpoint",
+                           str(bomb), "x.png"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    status, peak_mb = map(int, proc.stdout.split())
+    assert status == 2 and "refused unread" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert peak_mb < 1024  # predict.py's own peak resident memory: the 400 MB were never inflated
+
+
+@pytest.mark.parametrize(("tool", "flags", "message"), [
+    ("bench", ("--steps", "0"), "argument --steps: must be >= 1, got 0"),
+    ("bench", ("--steps", "-3"), "argument --steps: must be >= 1"),
+    ("bench", ("--batch-size", "0"), "argument --batch-size: must be >= 1, got 0"),  # was silently 64
+    ("export", ("x.pt", "--threads", "-1"), "argument --threads: must be >= 1"),
+    ("export", ("x.pt", "--bench-seconds", "nan"), "argument --bench-seconds: a finite number is needed"),
+    ("app", ("--port", "-5"), "argument --port: must be >= 1"),
+])
+def test_numeric_flags_of_the_other_tools_are_checked_like_train_py(tool: str, flags: tuple[str, ...], message: str,
+                                                                    capsys) -> None:
+    module = __import__(f"s5.{tool}", fromlist=["main"])
+    with pytest.raises(SystemExit) as exit_:
+        module.main(list(flags))
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in stderr.strip().splitlines()[-1], stderr
+
+
+def test_sigterm_saves_like_ctrl_c_and_dead_runs_leave_nothing_behind(small: Path, tmp_path: Path) -> None:
+    """SIGTERM (what `timeout` and batch systems send) checkpoints and exits 143; the temporary file of a save that
+    a killed process never finished, and the claim of a run that died, are removed by the next run."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has ended: its leftovers are nobody's
+    (ckpt / f".old.pt.{dead_pid}.tmp").write_bytes(b"half a checkpoint")
+    (ckpt / ".20260101-000000.claim").write_text(str(dead_pid))
+    (ckpt / f".alive.pt.{os.getpid()}.tmp").write_bytes(b"still being written")  # a live process's: kept
+    cmd = [*train_cmd("--data-dir", str(small), "--no-verify", "--epochs", "2", "--batch-size", "16",
+                      "--log-dir", "logs", "--checkpoint-dir", "ckpt")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "logs").glob("*.log"))
+        if logs and "Train: Loss=" in logs[0].read_text():
+            break
+        time.sleep(0.05)
+    proc.terminate()  # SIGTERM
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, output
+    assert "Interrupted (SIGTERM)" in output and "Continue with: python train.py --resume" in output
+    assert len(list(ckpt.glob("*.pt"))) == 1
+    assert sorted(p.name for p in ckpt.iterdir() if p.name.startswith(".")) == [f".alive.pt.{os.getpid()}.tmp"]
+
+
+def test_resume_of_a_checkpoint_with_wrong_fields_is_one_line(small: Path, tmp_path: Path, capsys) -> None:
+    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+                                  "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert status == 0
+    state = checkpoint.load_checkpoint(files.checkpoint)
+    capsys.readouterr()
+    for field, value in (("epoch", "one"), ("settings", [1, 2]), ("partial", 3)):
+        torch.save({**state, field: value}, tmp_path / "edited.pt")
+        assert training.main(["--resume", str(tmp_path / "edited.pt")]) == 1
+        err = capsys.readouterr().err
+        assert f"fields of the wrong kind or none ({field}" in err and len(err.strip().splitlines()) == 1, err
+    missing = run_cli(tmp_path, "--resume", "no-such.pt")  # the real command line: a usage error, exit 2
+    assert missing.returncode == 2 and "--resume no-such.pt: no such checkpoint file" in missing.stderr

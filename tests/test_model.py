@@ -56,3 +56,15 @@ def test_channels_last_gives_the_same_output(device) -> None:
 def test_wrong_input_shape_is_a_value_error_naming_the_expected_shape(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
         Net()(torch.zeros(shape))
+
+
+def test_wrong_inputs_say_what_net_expects() -> None:
+    import numpy as np
+
+    net = Net()
+    for bad, gist in ((np.zeros((2, 1, 28, 28), np.float32), "got ndarray"), ([[0.0] * 28] * 28, "got list"),
+                      (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "got torch.uint8"),
+                      (torch.zeros(2, 1, 28, 28, dtype=torch.float64), "use x.float()")):
+        with pytest.raises(TypeError, match=gist) as info:
+            net(bad)
+        assert "normalize" in str(info.value) or "float" in str(info.value)

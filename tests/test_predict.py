@@ -422,3 +422,36 @@ def test_uncertain_answers_are_marked_in_text_and_json(trained: tuple[Net, Path]
     assert vague_json[0]["uncertain"] is True and vague_json[0]["probability"] == pytest.approx(0.1, abs=1e-3)
     text = run_predict("--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout
     assert "(probability 0.100, uncertain; top 3: " in text
+
+
+def test_the_newest_finished_checkpoint_is_picked_and_named_with_its_accuracy(trained: tuple[Net, Path],
+                                                                                tmp_path: Path) -> None:
+    net, _ = trained
+    folder = tmp_path / "checkpoints"
+    history = {"split": "test", "epoch": [1.0, 2.0], "eval_acc": [97.0, 98.25]}
+    done = checkpoint.save_checkpoint(folder / "20260101-000000.pt", model=net, epoch=2, history=history,
+                                      settings={"epochs": 2}, run_id="20260101-000000")
+    os.utime(done, (1_000_000_000, 1_000_000_000))
+    cut = checkpoint.save_checkpoint(folder / "20260102-000000.pt", model=Net(), epoch=0, run_id="20260102-000000",
+                                     settings={"epochs": 40}, partial={"batches": 3})  # newer, but interrupted
+    draw_digit(7).save(tmp_path / "seven.png")
+    proc = run_predict(tmp_path / "seven.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    expected = f"{Path('checkpoints') / done.name} (run 20260101-000000, test accuracy 98.25% after 2 epochs)"
+    assert first == f"checkpoint: {expected}"
+    only_cut = run_predict("--checkpoint", cut, tmp_path / "seven.png", cwd=tmp_path)
+    assert "an unfinished run" in only_cut.stderr.splitlines()[0]
+
+
+def test_the_python_api_says_what_it_expects(trained: tuple[Net, Path]) -> None:
+    net, ckpt = trained
+    for images, gist in ((None, "got None"), (np.zeros(0, np.uint8), r"got \(0,\)")):
+        with pytest.raises(ValueError, match=gist) as info:
+            digits.predict(net, images)
+        assert "(N, 28, 28)" in str(info.value)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        digits.predict(net, torch.zeros(2, 28, 28, dtype=torch.uint8), batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda'.*no such device here"):
+            checkpoint.load_trained_net(ckpt, device="cuda")
