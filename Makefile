@@ -39,7 +39,7 @@ train: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

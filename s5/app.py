@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import socket
 import sys
 import threading
@@ -40,6 +41,7 @@ from s5.checkpoint import CheckpointError, load_given_or_newest
 from s5.mnist import normalize
 from s5.training import bounded
 
+MAX_UPLOAD = "20mb"  # a photo of a digit is a few MB; Gradio refuses larger uploads before reading them
 WORK_SIDE = 280  # drawings and photos are reduced to at most this (longer side, px) before preprocessing
 MAPS_PER_LAYER = 8  # the most active feature maps shown per conv layer (2 rows x 4)
 TILE = 80  # each feature map is shown about this many px wide (nearest-neighbour: the Net's pixels stay square)
@@ -169,6 +171,7 @@ SELECT_BRUSH = """() => {
 def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
     """The page as Gradio Blocks (not launched): ``build_app(net).launch()``, or ``.launch(inline=True)``
     in a notebook."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page connects nowhere: it works offline
     import gradio as gr
 
     net = net.eval()
@@ -183,7 +186,8 @@ def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
         return [headline(result), result["probabilities"], result["net_input_large"],
                 *(grids.get(name) for name in explain.CONV_LAYERS), result["saliency"]]
 
-    with gr.Blocks(title="S5 MNIST: draw a digit") as page:
+    # uploads are deleted from Gradio's cache an hour after they came (checked hourly) and when the page closes
+    with gr.Blocks(title="S5 MNIST: draw a digit", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown("## Draw a digit\nDraw one digit (0–9) with the mouse or a finger, or drop a photo below. "
                     "The Net's answer and what it sees update after every stroke."
                     + (f"\n\nCheckpoint: `{checkpoint_name}`" if checkpoint_name else ""))
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}; choose another "
               "--port, or --host 127.0.0.1", file=sys.stderr)
         return 2
-    page.launch(server_name=args.host, server_port=args.port)
+    page.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD)
     return 0
 
 

@@ -132,6 +132,8 @@ def test_build_app_returns_blocks(trained) -> None:
     gr = pytest.importorskip("gradio", reason="gradio is an optional extra: pip install -r requirements-app.txt")
     page = app.build_app(trained[0], "drawn.pt")
     assert isinstance(page, gr.Blocks)
+    assert page.analytics_enabled is False  # the page makes no outside connection (it promises to work offline)
+    assert page.delete_cache == (3600, 3600)  # uploads do not pile up in the temporary folder
 
 
 # --------------------------------------------------------------------------------------------------
