@@ -1,20 +1,17 @@
-"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, device and
-precision, train/test loops, optimizer and schedules, the per-epoch history and its CSV, and plots. Plain functions
-and small classes, no module-level mutable state. MNIST is s5/mnist.py's, checkpoints s5/checkpoint.py's.
-"""
+"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, train/test
+loops, optimizer and schedules, the per-epoch history and its CSV, and plots; plain functions and small classes.
+MNIST is s5/mnist.py's, checkpoints s5/checkpoint.py's, a run's device and precision s5/training.py's."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-import random
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
@@ -159,32 +156,6 @@ class DeviceLoader:
 # --- Train and test
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; another name is checked (``ValueError`` if absent)."""
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
-    if (name == "cuda" and not torch.cuda.is_available()) or (name == "mps" and not mps):
-        raise ValueError(f"--device {name}: torch sees no {'CUDA GPU' if name == 'cuda' else 'MPS device'} here; "
-                         "use --device auto or cpu")
-    return torch.device(name)
-
-
-def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``amp`` (auto, off, bf16, fp16); ``auto``: bf16 where native (CUDA 8.0+, CPUs with
-    AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
-    if amp != "auto":
-        return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else None
-    try:
-        native = device.type == "cpu" and torch.backends.mkldnn.is_available() and \
-            torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        native = False
-    return torch.bfloat16 if native else None
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """An autocast context for ``dtype``, or a no-op one when ``dtype`` is None."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -327,13 +298,6 @@ def test(model: nn.Module, loader: DeviceLoader, log: Callable[[str], None] | No
         log(f"{result.split_name} set: Average loss: {result.loss:.4f}, "
             f"Accuracy: {correct}/{result.total} ({result.accuracy:.2f}%)")
     return result
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (the loaders keep their own per-batch seeds)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 # --- Optimizer and learning-rate schedules
@@ -601,11 +565,9 @@ def plot_confusion(result: EvalResult, save: str | Path | None = None) -> Figure
     fig = Figure(figsize=(7.5, 6.5))
     ax = fig.subplots()
     image = ax.imshow(cm + 1, cmap="Blues", norm=LogNorm())
-    for t in range(10):
-        for p in range(10):
-            if cm[t, p]:
-                ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[t, p] > cm.max() / 10 else "black")
+    for t, p in zip(*cm.nonzero(), strict=True):  # every non-zero cell, with its count
+        ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=8,
+                color="white" if cm[t, p] > cm.max() / 10 else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
     errors = result.total - result.correct
     ax.set_title(f"Confusion matrix, {result.total:,} {result.split_name.lower()} images ({errors} errors)")

@@ -168,7 +168,7 @@ def run_recipe(args: argparse.Namespace, recipe: str, seed: int, extra: list[str
     """One logged train.py run; returns its run id, its History (read back from its CSV) and peak memory (MB)."""
     argv = ["--recipe", recipe, "--seed", str(seed), "--data-dir", args.data_dir, "--log-dir", args.log_dir,
             "--device", args.device, "--no-save-model", "--no-progress", "--name", f"bench-{recipe}-seed{seed}", *extra]
-    device = utils.pick_device(args.device)
+    device = training.pick_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     status, files = training.run(argv, kind="bench")
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: results table regenerated from {args.log_dir}/bench-*.md")
         return 0
     started = datetime.now()
-    device = utils.pick_device(args.device)
+    device = training.pick_device(args.device)
     gpu = device.type == "cuda"
     args.throughput_recipe = training.default_recipe(device.type)
     args.batch_size = args.batch_size or training.RECIPES[args.throughput_recipe]["batch_size"]
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     args.recipes = args.recipes or ["gpu", "gpu-fast", "default", "fast", "seed"][0 if gpu else 2:]
     if args.quick:
         args.seeds, args.steps, args.warmup = args.seeds[:1], min(args.steps, 3), 1
-    amp_dtype = utils.autocast_dtype(device, args.amp)
+    amp_dtype = training.autocast_dtype(device, args.amp)
     data = load_mnist(args.data_dir, device, md5s=None if args.no_verify else MNIST_MD5)
     print(f"Throughput on {machine_name(device)} ({device}), batch {args.batch_size} ...", flush=True)
     speed, compile_s = measure_throughput(data, args, device, amp_dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import random
 import re
 import shlex
 import signal
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -64,6 +66,39 @@ GPU_WARP_IMAGES = 8192
 TRAINING_KEYS = (*DEFAULT, "recipe", "seed", "amp", "val", "test_batch_size")
 # On --resume these come from the checkpoint too, unless given again: the device, the data, where the files go.
 PLACE_KEYS = ("device", "data_dir", "no_verify", "log_dir", "checkpoint_dir")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; another name is checked (``ValueError`` if absent)."""
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    if (name == "cuda" and not torch.cuda.is_available()) or (name == "mps" and not mps):
+        raise ValueError(f"--device {name}: torch sees no {'CUDA GPU' if name == 'cuda' else 'MPS device'} here; "
+                         "use --device auto or cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``amp`` (auto, off, bf16, fp16); ``auto``: bf16 where native (CUDA 8.0+, CPUs with
+    AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
+    if amp != "auto":
+        return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else None
+    try:
+        native = device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (the loaders keep their own per-batch seeds)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def bounded(cast: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -203,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.resume and args.dry_run:
         parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches of a fresh Net")
     try:
-        utils.pick_device(args.device)
+        pick_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -260,7 +295,7 @@ def resume_settings(args: argparse.Namespace, state: dict, explicit: set[str], p
     vars(args).update({k: v for k, v in saved.items() if k in TRAINING_KEYS
                        or (k in PLACE_KEYS and k not in explicit)})
     try:
-        utils.pick_device(args.device)
+        pick_device(args.device)
     except ValueError:
         raise CheckpointError(f"{path} was trained on {args.device}, which this machine does not have: add "
                               "--device cpu (or auto) to continue it here") from None
@@ -295,14 +330,14 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, runs.R
             print(f"Nothing to train: {args.resume} finished all {args.epochs:g} epochs of its run. To train "
                   "longer, start a new run with --epochs N.")
             return 0, None
-    if args.amp == "fp16" and utils.pick_device(args.device).type == "cpu":
+    if args.amp == "fp16" and pick_device(args.device).type == "cpu":
         warnings.append("--amp fp16 on a CPU is emulated and about 40x slower than --amp bf16 or off")
     if args.dry_run:
         kind, args.save_model, args.epochs = "dry-run", False, 1
-    device = utils.pick_device(args.device)
+    device = pick_device(args.device)
     args.device = device.type  # recorded as what it resolved to, so that --resume continues on the same device
-    amp_dtype = utils.autocast_dtype(device, args.amp)
-    utils.seed_everything(args.seed)
+    amp_dtype = autocast_dtype(device, args.amp)
+    seed_everything(args.seed)
     remove_stale_temp_files(args.checkpoint_dir)
     split = "val" if args.val else "test"
     label = "-".join(filter(None, [args.name, args.dry_run and "dry-run"]))

@@ -276,6 +276,6 @@ def test_fp16_training_uses_a_gradient_scaler_and_stays_finite(device) -> None:
 
 
 def test_auto_precision() -> None:
-    assert utils.autocast_dtype(torch.device("cpu"), "off") is None
-    assert utils.autocast_dtype(torch.device("cpu"), "fp16") is torch.float16
-    assert utils.autocast_dtype(torch.device("cpu"), "auto") in (torch.bfloat16, None)
+    assert training.autocast_dtype(torch.device("cpu"), "off") is None
+    assert training.autocast_dtype(torch.device("cpu"), "fp16") is torch.float16
+    assert training.autocast_dtype(torch.device("cpu"), "auto") in (torch.bfloat16, None)
