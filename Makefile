@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data font-digits train test lint bench bench-quick report notebook experiments colab-zip eval-real app clean-venv
+.PHONY: setup data font-digits train test lint bench bench-quick report notebook experiments tune colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py utils.py train.py predict.py s5
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-app.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-app.txt \
+		requirements-tune.txt
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(VENV)/no-local-wheels
 	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's
@@ -56,6 +57,11 @@ report: setup
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
 notebook: setup
 	$(PY) -m s5.report --notebook S5.ipynb $(ARGS)
+
+# An Optuna search on the validation split (s5/tune.py): ARGS="--space fast --trials 16 --seeds 1 2"; then
+# `python -m s5.study <study>` renders it into docs/studies/.
+tune: setup
+	$(PY) -m s5.tune $(ARGS)
 
 # docs/experiments.md from the logged runs (logs/ and logs/archive.tar.xz): the tuning history, by question.
 experiments: setup

@@ -16,8 +16,10 @@ and the other command lines, each `python -m s5.<name> --help` from the reposito
     onnx_predict predictions from an ONNX file with onnxruntime and numpy only
     realworld    the real-world set (handwriting fonts and scans) and its evaluation (`make eval-real`)
     app          the draw-a-digit page (`make app`)
+    tune         Optuna searches of a recipe's settings on the validation split (`make tune`)
+    study        a study rendered into docs/studies/<study>.md and .png
     experiments  docs/experiments.md from the tuning runs' own files
-    gpu_checks, profile_gpu_step, tune_gpu   checks, profile and grid on a CUDA GPU
+    gpu_checks, profile_gpu_step   checks and profile on a CUDA GPU
 
 Nothing is imported here: `from s5 import onnx_predict` needs no torch.
 """

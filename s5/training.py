@@ -315,10 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, runs.RunFiles | None]:
+def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | None = None,
+        on_epoch: Callable[[utils.History], str | None] | None = None) -> tuple[int, runs.RunFiles | None]:
     """Train as the command line would; returns (exit status, the run's files). The notebook calls this.
 
-    ``kind`` is recorded in the run's JSON (train, bench, tuning; a --dry-run is always "dry-run")."""
+    ``kind`` is recorded in the run's JSON (train, bench, tuning; a --dry-run is always "dry-run"), with ``record``
+    (e.g. a tuning trial's study and number). ``on_epoch(history)`` is called after each evaluated epoch: a reason
+    returned stops the run there (a tuner pruning a trial)."""
     args = parse_args(argv)
     command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
     warnings = []
@@ -350,11 +353,12 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, runs.R
         files, resumed_with, first_command = runs.new_run(args.log_dir, args.checkpoint_dir, label), [], command
     try:
         runs.write_run_info(files, kind=kind, command=first_command, split=split, resumed_with=resumed_with,
-                            settings={k: v for k, v in sorted(vars(args).items())})
+                            **(record or {}), settings={k: v for k, v in sorted(vars(args).items())})
         with runs.RunLog(files.log) as log:
             try:
                 return train_run(args, files=files, log=log, device=device, amp_dtype=amp_dtype, split=split,
-                                 resume_state=resume_state, command=command, warnings=warnings), files
+                                 resume_state=resume_state, command=command, warnings=warnings,
+                                 on_epoch=on_epoch), files
             except (ValueError, MnistError, CheckpointError, OSError) as exc:
                 log(f"ERROR: {exc}")
                 raise
@@ -367,7 +371,7 @@ def run(argv: list[str] | None = None, kind: str = "train") -> tuple[int, runs.R
 
 def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLog, device: torch.device,
               amp_dtype: torch.dtype | None, split: str, resume_state: dict | None, command: str,
-              warnings: list[str]) -> int:
+              warnings: list[str], on_epoch: Callable[[utils.History], str | None] | None = None) -> int:
     """The run itself, once its files exist: data, model, optimizer, then the epoch loop."""
     log(f"Run {files.run_id}: {command}" if resume_state is None else f"Run {files.run_id} continues: {command}")
     for warning in warnings:
@@ -459,6 +463,9 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
             if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
                 checkpoint(epoch)
             utils.write_history_csv(files.csv, history)
+            if on_epoch is not None and (reason := on_epoch(history)):
+                log(f"Stopped after epoch {history.epoch[-1]:g}: {reason}")
+                return 0
     log(f"Final {split_name.lower()} accuracy: {history.eval_acc[-1]:.2f}% "
         f"({history.eval_correct[-1]}/{history.eval_total[-1]}) after {history.epoch[-1]:g} epochs, "
         f"{sum(history.seconds):.1f} s of training")

@@ -1,0 +1,277 @@
+"""Search a recipe's settings on the validation split with Optuna: `python -m s5.tune --space fast --trials 16`.
+
+Each trial trains one ordinary logged run per seed (logs/studies/<study>/<run-id>.log, .csv, .json; the run file
+names the study and trial) on the first 50,000 training images and scores it on the last 10,000 (--val): the test
+set is never used. A trial's value is its mean validation accuracy over the seeds; after every epoch Optuna's median
+pruner may stop a trial that is behind the others at the same seed and epoch. The recipe as it stands is the first
+trial, so the study says whether the search beat it.
+
+One machine: the study lives in logs/studies/<study>.journal (Optuna's journal file: appends under a file lock, so
+several local workers can share it; SQLite locks the whole database per write and refuses concurrent writers).
+Start the same command again to add workers, or to continue an interrupted study.
+Many machines: give every worker the same --study and a database URL, e.g. --storage postgresql://user:pw@host/db.
+
+    python -m s5.study <study>     # renders the study into docs/studies/<study>.md and .png
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+import utils
+from s5 import training
+from s5.checkpoint import CheckpointError, process_is_gone
+from s5.mnist import MnistError
+
+# The search spaces: the recipe a study starts from, and which of its settings vary over what. A list is a set of
+# choices; low/high a range, searched on a log scale where "log" is set. A JSON file of this shape works too.
+SPACES = {
+    # Half an epoch at batch 64 (so about the same seconds per trial): which optimizer, peak rate, smoothing, rotation?
+    "fast": {"recipe": "fast", "search": {
+        "lr": {"low": 0.001, "high": 0.03, "log": True},
+        "optimizer": {"choices": ["adamw", "muon"]},
+        "label_smoothing": {"low": 0.0, "high": 0.2},
+        "degrees": {"low": 0.0, "high": 20.0}}},
+    "default": {"recipe": "default", "search": {
+        "lr": {"low": 0.0005, "high": 0.01, "log": True},
+        "momentum": {"low": 0.85, "high": 0.98},
+        "label_smoothing": {"low": 0.0, "high": 0.2},
+        "lowres": {"low": 0.0, "high": 0.5}}},
+    # The GPU recipes' grid: `--space gpu --sampler grid --seeds 1 2 3 -- --device cuda` on a CUDA GPU.
+    "gpu": {"recipe": "gpu", "search": {
+        "lr": {"choices": [0.004, 0.006, 0.008, 0.01]},
+        "batch_size": {"choices": [256, 512, 1024]}}},
+    "gpu-fast": {"recipe": "gpu-fast", "search": {
+        "epochs": {"choices": [1, 2, 3]},
+        "batch_size": {"choices": [256, 512, 1024]},
+        "lr": {"choices": [0.006, 0.008, 0.01, 0.012, 0.015, 0.02]}}},
+}
+STEPS_PER_SEED = 1000  # the pruner compares trials at one step: step = seed's index * this + epoch's index
+
+
+class UsageError(ValueError):
+    """A bad space, study name or storage: one line, exit 2."""
+
+
+def load_space(name: str) -> dict:
+    """A space from SPACES by name, or from a JSON file of the same shape; checked against the recipes' settings."""
+    if name in SPACES:
+        space = SPACES[name]
+    else:
+        try:
+            space = json.loads(Path(name).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--space {name}: not one of {', '.join(SPACES)} nor a readable JSON file ({exc})") \
+                from None
+    recipe, search = space.get("recipe"), space.get("search")
+    if recipe not in training.RECIPES or not isinstance(search, dict) or not search:
+        raise UsageError(f"--space {name}: needs a \"recipe\" (one of {', '.join(training.RECIPES)}) and a "
+                         "non-empty \"search\" object")
+    for setting, spec in search.items():
+        distribution(setting, spec)
+    return space
+
+
+def distribution(setting: str, spec: dict) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution of one searched setting (``UsageError`` if the setting or its range is wrong)."""
+    if setting not in training.DEFAULT:
+        raise UsageError(f"the space searches {setting!r}, not a recipe setting ({', '.join(training.DEFAULT)})")
+    if isinstance(spec, dict) and isinstance(spec.get("choices"), list) and spec["choices"]:
+        return CategoricalDistribution(spec["choices"])
+    low, high, log = (spec.get(k) for k in ("low", "high", "log")) if isinstance(spec, dict) else (None, None, None)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or not low < high \
+            or (log and low <= 0):
+        raise UsageError(f"the space's {setting}: give \"choices\": [...] or \"low\" < \"high\" (> 0 with \"log\")")
+    if isinstance(training.DEFAULT[setting], int) and isinstance(low, int) and isinstance(high, int):
+        return IntDistribution(low, high, log=bool(log))
+    return FloatDistribution(low, high, log=bool(log))
+
+
+def open_study(args: argparse.Namespace, space: dict, create: bool = True) -> optuna.Study:
+    """The study named --study in --storage (default: the journal file beside its runs)."""
+    storage = args.storage or journal(Path(args.log_dir) / "studies" / f"{args.study}.journal")
+    sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}.get(args.sampler)
+    if args.sampler == "grid":
+        grid = {k: v.get("choices") for k, v in space["search"].items()}
+        if not all(grid.values()):
+            raise UsageError("--sampler grid needs a space of choices only (no low/high ranges)")
+        sampler = lambda: optuna.samplers.GridSampler(grid)  # noqa: E731
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4)  # four trials finish before any is judged
+    for attempt in range(4):
+        try:
+            return optuna.create_study(storage=storage, study_name=args.study, direction="maximize",
+                                       sampler=sampler(), pruner=pruner, load_if_exists=True)
+        except ImportError as exc:  # e.g. PostgreSQL without its driver
+            raise UsageError(f"--storage {args.storage}: {exc}; pip install -r requirements-tune.txt") from None
+        except Exception as exc:  # SQLAlchemy's many connection errors: one line each
+            if attempt == 3:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise UsageError(f"--storage {args.storage or storage}: cannot open the study ({first})") from None
+            time.sleep(1 + attempt)  # workers started together race to create the database's tables: try again
+
+
+def journal(path: Path) -> optuna.storages.JournalStorage:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def fail_abandoned_trials(study: optuna.Study) -> list[int]:
+    """Mark as failed the running trials whose worker on this machine is gone (killed mid-trial)."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and process_is_gone(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
+
+
+def within(value: object, spec: dict) -> bool:
+    """Whether a recipe's value lies in a searched setting's choices or range."""
+    return value in spec["choices"] if "choices" in spec else spec["low"] <= value <= spec["high"]
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def trial_argv(args: argparse.Namespace, space: dict, params: dict, seed: int, name: str) -> list[str]:
+    """train.py's flags for one run of a trial: the recipe, the trial's settings, the split, the seed."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in sorted(params.items())]
+    return ["--recipe", space["recipe"], *flags, "--val", str(args.val), "--seed", str(seed), "--no-save-model",
+            "--no-progress", "--log-dir", str(Path(args.log_dir) / "studies" / args.study), "--name", name,
+            *args.train_args]
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace, space: dict) -> str:
+    """Train the trial's runs, one per seed, and tell the study how it went; returns that in words."""
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    accuracies, run_ids, seconds = [], [], 0.0
+    for index, seed in enumerate(args.seeds):
+        def report(history: object, index: int = index) -> str | None:
+            trial.report(history.eval_acc[-1], step=index * STEPS_PER_SEED + len(history.epoch) - 1)
+            return "pruned by the tuner: behind the median trial here" if trial.should_prune() else None
+
+        argv = trial_argv(args, space, trial.params, seed, f"{args.study}-t{trial.number}-s{seed}")
+        try:  # the run's own lines go to its log file; the console gets one line per trial
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                status, files = training.run(argv, kind="tuning", record={"study": args.study, "trial": trial.number},
+                                             on_epoch=report)
+        except BaseException:  # Ctrl-C before training began, or data that cannot be read: no trial is lost
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        run_ids.append(files.run_id)
+        trial.set_user_attr("runs", run_ids)
+        history = utils.load_history(files.csv) if files.csv.exists() else None
+        if status in (130, 143):
+            study.tell(trial, state=TrialState.FAIL)
+            raise KeyboardInterrupt
+        if status != 0 or history is None or not len(history):
+            print(f"Trial {trial.number}: run {files.run_id} failed (exit {status}, see its log); the trial is marked "
+                  "failed", flush=True)
+            study.tell(trial, state=TrialState.FAIL)
+            return "failed"
+        seconds += sum(history.seconds)
+        trial.set_user_attr("seconds", round(seconds, 1))
+        trial.set_user_attr("epochs", history.epoch[-1])  # the budget it trained (a pruned run: where it stopped)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return f"pruned after seed {seed} ({history.eval_acc[-1]:.2f}%)"
+        accuracies.append(history.eval_acc[-1])
+        trial.set_user_attr("val_acc", accuracies)
+    study.tell(trial, sum(accuracies) / len(accuracies))
+    return f"complete: {sum(accuracies) / len(accuracies):.2f}% mean validation accuracy ({accuracies})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m s5.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="fast", help=f"one of {', '.join(SPACES)}, or a JSON file of that shape")
+    p.add_argument("--study", type=training.run_name, help="the study's name (default: the space's)")
+    p.add_argument("--storage", help="a database URL Optuna accepts (postgresql://..., sqlite:///...); default: "
+                                     "the journal file logs/studies/<study>.journal")
+    p.add_argument("--trials", type=training.bounded(int, 1, 10_000), default=16,
+                   help="stop once the study holds this many finished (complete or pruned) trials, all workers "
+                        "together")
+    p.add_argument("--timeout", type=training.bounded(float, 0, 10_000, low_open=True), metavar="MINUTES",
+                   help="this worker starts no trial after this many minutes")
+    p.add_argument("--seeds", type=training.bounded(int, 0, 2**63 - 1), nargs="+", default=[1],
+                   help="seeds per trial: its value is the mean validation accuracy over them")
+    p.add_argument("--val", type=training.bounded(int, 1, 59_999), default=10_000,
+                   help="validation images held out of the training set (the test set is never used)")
+    p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
+                   help="Optuna's TPE, random search, or every combination of a space of choices")
+    p.add_argument("--log-dir", default="logs", help="the study's runs go to <log-dir>/studies/<study>/")
+    p.add_argument("train_args", nargs="*", metavar="-- TRAIN_FLAGS",
+                   help="more train.py flags for every run, after --, e.g. -- --device cuda --amp off")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 done, 1 a run could not start (its error is printed), 2 usage, 130 interrupted."""
+    args = build_parser().parse_args(argv)
+    try:
+        space = load_space(args.space)
+        args.study = args.study or (args.space if args.space in SPACES else Path(args.space).stem)
+        if len(args.study) > 40:
+            raise UsageError(f"--study {args.study}: at most 40 characters (it names the trials' runs)")
+        if searched := set(space["search"]) & training.explicit_flags(args.train_args):
+            raise UsageError(f"{', '.join(sorted(searched))}: searched by the space, so not a train.py flag here")
+        training.parse_args(trial_argv(args, space, {}, args.seeds[0], "check"))  # bad train flags: exit 2 now
+        distributions = {k: distribution(k, v) for k, v in space["search"].items()}
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
+        study = open_study(args, space)
+        if study.user_attrs.get("space", space) != space:
+            raise UsageError(f"study {args.study!r} searches another space ({study.user_attrs['space']}): "
+                             "give this one another --study name")
+    except (UsageError, argparse.ArgumentTypeError) as exc:
+        print(f"python -m s5.tune: error: {exc}", file=sys.stderr)
+        return 2
+    study.set_user_attr("space", space)
+    study.set_user_attr("seeds", args.seeds)
+    command = shlex.join(["python", "-m", "s5.tune", *(sys.argv[1:] if argv is None else argv)])
+    if "command" not in study.user_attrs:
+        study.set_user_attr("command", command)
+    for number in fail_abandoned_trials(study):
+        print(f"Trial {number} was left running by a worker that is gone: marked failed")
+    baseline = {k: training.RECIPES[space["recipe"]][k] for k in space["search"]}
+    if all(within(baseline[k], spec) for k, spec in space["search"].items()):
+        study.enqueue_trial(baseline, user_attrs={"baseline": True}, skip_if_exists=True)
+    deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
+    print(f"Study {args.study!r}: {finished(study)} of {args.trials} trials done; this worker: {command}", flush=True)
+    try:
+        while finished(study) < args.trials and time.monotonic() < deadline:
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                break
+            trial = study.ask(distributions)
+            print(f"Trial {trial.number}: {trial.params}", flush=True)
+            print(f"Trial {trial.number} {run_trial(study, trial, args, space)}", flush=True)
+    except KeyboardInterrupt:
+        print(f"Interrupted: the running trial is recorded as failed. Continue the study with: {command}",
+              file=sys.stderr)
+        return 130
+    except (MnistError, CheckpointError, ValueError, OSError) as exc:
+        print(f"python -m s5.tune: error: {exc} (the trial is recorded as failed)", file=sys.stderr)
+        return 1
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if done:
+        best = max(done, key=lambda t: t.value)
+        print(f"Best of {len(done)} complete trials: trial {best.number}, {best.value:.2f}% on validation, "
+              f"{best.params}. Render it: python -m s5.study {args.study}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
