@@ -2,7 +2,7 @@
 
     python predict.py IMAGE_OR_FOLDER... [--checkpoint PATH] [--json]
 
-Each image is made to look like an MNIST digit (see ``s5.digits.preprocess``), then classified; answers whose
+Each image is made to look like an MNIST digit (see ``s5.image.preprocess``), then classified; answers whose
 probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When `python -m s5.export CHECKPOINT` has
 written the checkpoint's ONNX file beside it and onnxruntime is installed (requirements-extras.txt), the Net runs
 in onnxruntime instead (the same digits, faster). From Python:
@@ -26,25 +26,8 @@ from pathlib import Path
 
 import torch
 
-from s5 import digits
+from s5 import digits, image
 from s5.checkpoint import CheckpointError, load_given_or_newest
-
-
-def expand(args: list[str]) -> list[Path]:
-    """The files named, with each folder replaced by its entries (sorted, not recursive, hidden ones skipped).
-
-    Sub-folders are skipped; anything else in a folder is listed, so a broken symbolic link or a link loop
-    is reported like any unreadable file rather than silently left out."""
-    files = []
-    for arg in args:
-        path = Path(arg)
-        try:
-            inside = sorted(path.iterdir()) if path.is_dir() else []
-        except OSError:  # a folder that cannot be listed: reported like an unreadable file
-            inside = []
-        inside = [p for p in inside if not p.is_dir() and not p.name.startswith(".")]
-        files += inside or [path]  # a file, or a folder with no files (reported as such)
-    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     exported = digits.exported_net(checkpoint)  # its ONNX export, when there is one and onnxruntime is installed
     if exported is not None:
         print(f"onnxruntime: {exported.path} (the export of this checkpoint by python -m s5.export)", file=sys.stderr)
-    paths = expand(args.images)
+    paths = image.expand(args.images)
     entries = [{"file": str(p)} for p in paths]
     read = digits.read_images(paths)  # both cores for a large folder
     for entry, result in zip(entries, read, strict=True):

@@ -5,7 +5,8 @@
     training     the recipes and the run loop (train.py is its command line)
     runs         a run's id and files (logs/<run-id>.*), and the README blocks written from runs
     checkpoint   every read and write of a .pt file (safe loading, atomic writes)
-    digits       a photo or scan of a digit made to look like MNIST, and predictions on it
+    image        a photo or scan of a digit made to look like MNIST (numpy, Pillow, OpenCV; no torch)
+    digits       predictions on such digits, and image files as tensors
     explain      receptive fields, feature maps, saliency
 
 and the other command lines, each `python -m s5.<name> --help` from the repository root:
@@ -13,7 +14,7 @@ and the other command lines, each `python -m s5.<name> --help` from the reposito
     report       README results and images/ from one finished run (`make report`)
     bench        speed and accuracy of the recipes (`make bench`)
     export       ONNX and torch.export files of a checkpoint
-    onnx_predict predictions from an ONNX file with onnxruntime and numpy only
+    onnx_predict predictions from an ONNX file with onnxruntime (files read by image), no torch
     realworld    the real-world set (handwriting fonts and scans) and its evaluation (`make eval-real`)
     app          the draw-a-digit page (`make app`)
     tune         Optuna searches of a recipe's settings on the validation split (`make tune`)

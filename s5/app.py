@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 
 from s5 import digits, explain
 from s5.checkpoint import CheckpointError, load_given_or_newest
+from s5.image import to_gray
 from s5.mnist import normalize
 from s5.training import bounded
 
@@ -105,7 +106,7 @@ def analyse(net: torch.nn.Module, image: np.ndarray | Image.Image | None) -> dic
              "net_input": None, "net_input_large": None, "feature_maps": None, "saliency": None}
     if image is None:
         return empty | {"message": EMPTY_MESSAGE}
-    gray = digits.to_gray(image, WORK_SIDE)  # as predict.py reads a file, transparency laid on white
+    gray = to_gray(image, WORK_SIDE)  # as predict.py reads a file, transparency laid on white
     try:
         small = digits.preprocess(gray, "the drawing")
     except digits.ImageError:

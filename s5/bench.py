@@ -38,6 +38,7 @@ from PIL import Image
 import utils
 from model import Net
 from s5 import digits, training
+from s5.image import usable_cores
 from s5.mnist import MNIST_MD5, MNIST_MEAN, MNIST_STD, MnistData, load_mnist, normalize
 from s5.runs import update_readme_block
 from s5.training import bounded
@@ -300,7 +301,7 @@ def measure_inference(data: MnistData, quick: bool) -> dict[str, float | str]:
 
 def format_inference(figures: dict[str, float | str]) -> list[str]:
     return ["Inference on the CPU (a freshly seeded Net: speed does not depend on the weights), "
-            f"{torch.get_num_threads()} thread(s), {digits.usable_cores()} core(s) for reading files:", "",
+            f"{torch.get_num_threads()} thread(s), {usable_cores()} core(s) for reading files:", "",
             "| measurement | value |", "|---|---:|",
             *(f"| {name} | {v if isinstance(v, str) else f'{v:,.1f}' if 'ms' in name else f'{v:,.0f}'} |"
               for name, v in figures.items()), ""]

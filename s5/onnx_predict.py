@@ -1,32 +1,34 @@
-"""Predict MNIST digits with a model written by export.py, using onnxruntime and numpy alone (no torch).
+"""Predict MNIST digits with a model written by export.py, using onnxruntime, numpy, Pillow and OpenCV (no torch).
 
-    pip install onnxruntime numpy pillow
-    python onnx_predict.py MODEL.onnx DIGIT...     # 28x28 image files, or .npy arrays of (N, 28, 28) uint8
+    pip install onnxruntime numpy pillow opencv-python-headless
+    python -m s5.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...   # image files, folders, or .npy arrays (N, 28, 28)
 
-From Python (this file has no dependency on the rest of the package; copy it anywhere):
+Image files are read as predict.py reads them (s5/image.py: the digit found, cropped, its pen and slant brought to
+MNIST's, centred in 28x28), so both give the same digits and flag the same answers uncertain; a .npy array must hold
+MNIST-style digits already (white on black, 28x28, uint8 0..255 or float 0..1). From Python:
 
-    from s5 import onnx_predict
+    from s5 import image, onnx_predict
     session = onnx_predict.load("checkpoints/<run-id>.onnx")
-    onnx_predict.predict(session, images)  # uint8 (N, 28, 28), white digit on black -> [(digit, probability), ...]
+    onnx_predict.predict(session, image.read_image("seven.png"))  # -> [(digit, probability, uncertain)]
 
-The images must already look like MNIST digits (white on black, 28x28, digit centred). Image files that are
-not 28x28 are resized and dark-on-light ones inverted, nothing more; for photos and scans use predict.py,
-which crops and centres the digit as MNIST did.
+Exit status, as predict.py's: 0 every file was predicted; 1 some files could not be read (the others are still
+printed); 2 usage error or a model that cannot be loaded.
 """
 
 from __future__ import annotations
 
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from s5 import image
+from s5.image import MNIST_MEAN, MNIST_STD, ImageError
+
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the normalization the Net was trained with
 UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain, here and by predict.py
 
 
@@ -64,47 +66,44 @@ def predict(session: ort.InferenceSession, images: np.ndarray) -> list[tuple[int
 
 
 def checked(images: np.ndarray, name: str) -> np.ndarray:
-    """``images`` as (N, 28, 28), or a ``ValueError`` that says what was expected (shape, dtype, range)."""
+    """``images`` as (N, 28, 28), or an ``ImageError`` (a ``ValueError``) that says what was expected (shape, dtype,
+    range)."""
     images = np.asarray(images)
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"{name}: expected uint8 0..255 or float 0..1 images, got {images.dtype}")
+        raise ImageError(f"{name}: expected uint8 0..255 or float 0..1 images, got {images.dtype}")
     if images.size == 0 or images.shape[-2:] != (28, 28) or images.ndim not in (2, 3):
-        raise ValueError(f"{name}: expected images of shape (N, 28, 28) or (28, 28), got {images.shape}")
+        raise ImageError(f"{name}: expected images of shape (N, 28, 28) or (28, 28), got {images.shape}")
     if images.dtype != np.uint8 and not (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
-        raise ValueError(f"{name}: float images must be finite and in 0..1 (white digit on black)")
+        raise ImageError(f"{name}: float images must be finite and in 0..1 (white digit on black)")
     return images.reshape(-1, 28, 28)
 
 
-def read_digits(path: str | Path) -> np.ndarray:
-    """(N, 28, 28) from a .npy file or an image file (greyscale, resized to 28x28, made white on black)."""
-    path = Path(path)
-    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
-        raise ValueError("not a regular file")
-    if path.suffix == ".npy":
-        return checked(np.load(path, allow_pickle=False), str(path))
-    from PIL import Image
+def read_npy(path: Path) -> np.ndarray | ImageError:
+    """The (N, 28, 28) digits of a .npy array, taken as they are, or the file's error (naming it)."""
+    name = str(path)
+    try:
+        image.check_file(path, name)
+        return checked(np.load(path, allow_pickle=False), name)
+    except ImageError as exc:
+        return exc
+    except FileNotFoundError:
+        return ImageError(f"{name}: no such file")
+    except Exception as exc:  # damaged, truncated, pickled objects, unreadable
+        return ImageError(f"{name} could not be read as a .npy array: {type(exc).__name__}: {exc}")
 
-    with Image.open(path) as img:
-        if img.mode.startswith(("I", "F")):  # 16/32-bit and float images: read as predict.py reads them
-            pixels = np.asarray(img.convert("F"), dtype=np.float64)
-            if not np.isfinite(pixels).all():
-                raise ValueError("NaN or infinite pixel values")
-            top = float(pixels.max())
-            scale = 255 if img.mode.startswith("F") and pixels.min() >= 0 and top <= 1 else 255 / max(top, 255)
-            gray = Image.fromarray(np.clip(pixels * scale, 0, 255).astype(np.uint8))
-        else:
-            gray = img.convert("L")
-        if gray.size != (28, 28):
-            gray = gray.resize((28, 28), Image.LANCZOS)
-        pixels = np.asarray(gray, dtype=np.uint8)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return (255 - pixels if border.mean() > 127 else pixels)[None]  # dark ink on light paper: invert
+
+def read_all(paths: list[Path]) -> list[np.ndarray | ImageError]:
+    """Each file's digits or its error, in order: a .npy array's (N, 28, 28) as they are, an image file's (28, 28)
+    as predict.py reads it (``image.read_images``: worker processes for a large folder)."""
+    npy = [p.suffix.lower() == ".npy" for p in paths]
+    pictures = iter(image.read_images([p for p, is_npy in zip(paths, npy, strict=True) if not is_npy]))
+    return [read_npy(p) if is_npy else next(pictures) for p, is_npy in zip(paths, npy, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2 or args[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0] + "\nusage: python -m s5.onnx_predict MODEL.onnx DIGIT...",
+        print(__doc__.strip().splitlines()[0] + "\nusage: python -m s5.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...",
               file=sys.stderr)
         return 0 if args[:1] in (["-h"], ["--help"]) else 2
     try:
@@ -113,16 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onnx_predict.py: error: {args[0]}: cannot load the model: {str(exc).strip().splitlines()[0]}",
               file=sys.stderr)
         return 2
+    paths = image.expand(args[1:])
     status = 0
-    for name in args[1:]:
-        try:
-            digits = read_digits(name)
-        except Exception as exc:  # unreadable file: report it, go on with the others
-            print(f"onnx_predict.py: error: {name}: {exc}", file=sys.stderr)
+    for path, digits in zip(paths, read_all(paths), strict=True):
+        if isinstance(digits, ImageError):  # unreadable file: report it, go on with the others
+            print(f"onnx_predict.py: error: {digits}", file=sys.stderr)
             status = 1
             continue
-        for i, (digit, probability, uncertain) in enumerate(predict(session, digits)):
-            label = f"{name}[{i}]" if len(digits) > 1 else name
+        answers = predict(session, digits)
+        for i, (digit, probability, uncertain) in enumerate(answers):
+            label = f"{path}[{i}]" if len(answers) > 1 else str(path)
             print(f"{label}: {digit} (probability {probability:.3f}{', uncertain' if uncertain else ''})")
     return status
 

@@ -26,6 +26,7 @@ from test_predict import draw_digit, drawn_dataset, one_thread
 
 from model import Net
 from s5 import app, checkpoint, digits, explain, mnist
+from s5.image import to_gray
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -90,7 +91,7 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
     assert result["uncertain"] == (result["probability"] < digits.UNCERTAIN_BELOW)
     assert result["net_input"].shape == (28, 28) and result["net_input"].dtype == np.uint8
     # exactly what predict.py's preprocessing gives for the same picture laid on white, reduced to the page's size
-    gray = digits.to_gray(sketch(digit, size), app.WORK_SIDE)
+    gray = to_gray(sketch(digit, size), app.WORK_SIDE)
     assert max(gray.shape) <= app.WORK_SIDE
     assert np.array_equal(result["net_input"], digits.preprocess(gray).numpy())
     assert set(result["feature_maps"]) == set(explain.CONV_LAYERS)
@@ -102,7 +103,7 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
 def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
     net, _ = trained
     rgba = sketch(7)
-    on_white = digits.to_gray(rgba)
+    on_white = to_gray(rgba)
     assert on_white.max() == 255 and on_white.min() == 0
     rgb = np.repeat(on_white[..., None], 3, axis=2).astype(np.uint8)
     with one_thread():

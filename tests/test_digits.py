@@ -1,4 +1,4 @@
-"""digits.py: preprocessing that copes with shadows, thin pens and dark paper; reading odd and hostile files.
+"""image.py: preprocessing that copes with shadows, thin pens and dark paper; reading odd and hostile files.
 
 Every image is drawn here (with test_predict's ``draw_digit`` or PIL); nothing is downloaded, nothing is timed.
 """
@@ -6,16 +6,18 @@ Every image is drawn here (with test_predict's ``draw_digit`` or PIL); nothing i
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_digits
+from conftest import ROOT, synthetic_digits
 from PIL import Image, ImageDraw
-from test_predict import draw_digit
+from test_predict import draw_digit, odd_image_files
 
-from s5 import digits, mnist, realworld
+from s5 import digits, image, mnist, realworld
 
 
 def ink_box(out: torch.Tensor, level: int = 60) -> tuple[int, int, int, int]:
@@ -44,7 +46,7 @@ def test_a_shadow_does_not_grow_the_crop_box() -> None:
 def test_paper_light_follows_a_shadow_and_ignores_the_ink() -> None:
     img = draw_digit(0, size=(300, 300), thickness=25)
     shaded = shade(img, depth=0.4)
-    light = digits.paper_light(shaded)
+    light = image.paper_light(shaded)
     paper_only = shade(Image.new("L", img.size, 255), depth=0.4)
     assert np.abs(light - paper_only).max() < 0.06 * 255  # within 6% of the true light, on the strokes too
 
@@ -55,7 +57,7 @@ def test_a_one_pixel_line_on_a_large_canvas_survives() -> None:
     draw.line([(450, 300), (750, 300), (520, 1300)], fill=30, width=1)  # a 7 with a 1 px pen
     out = digits.preprocess(img)
     assert out.max() >= 250  # contrast stretched after the reduction, not before
-    assert digits.pen_width(out.numpy() / 255) >= 1.8  # a stroke as wide as MNIST's, not a faint trace
+    assert image.pen_width(out.numpy() / 255) >= 1.8  # a stroke as wide as MNIST's, not a faint trace
     top, bottom, left, right = ink_box(out)
     assert bottom - top + 1 >= 19 and right - left + 1 >= 6  # the whole 7 (300 x 1000 px), scaled to the box
 
@@ -67,13 +69,13 @@ def test_a_marker_drawn_digit_is_narrowed_towards_an_mnist_pen(monkeypatch: pyte
     top, bottom, _, _ = ink_box(out)
     assert bottom - top + 1 >= 18  # still the whole bar
     with monkeypatch.context() as m:
-        m.setattr(digits, "BOLD", 99.0)  # no narrowing
+        m.setattr(image, "BOLD", 99.0)  # no narrowing
         fat = digits.preprocess(img)
-    assert digits.pen_width(out.numpy() / 255) <= digits.pen_width(fat.numpy() / 255) - 1  # a px or more slimmer
+    assert image.pen_width(out.numpy() / 255) <= image.pen_width(fat.numpy() / 255) - 1  # a px or more slimmer
     thin = Image.new("L", (160, 240), 240)
     ImageDraw.Draw(thin).line([(80, 30), (80, 210)], fill=20, width=14)  # an MNIST-like pen: left as it is
     with monkeypatch.context() as m:
-        m.setattr(digits, "BOLD", 99.0)
+        m.setattr(image, "BOLD", 99.0)
         unchanged = digits.preprocess(thin)
     assert torch.equal(digits.preprocess(thin), unchanged)
 
@@ -95,27 +97,27 @@ def test_slant_is_negative_for_ink_leaning_right_and_scale_free() -> None:
     img = Image.new("L", (200, 200), 0)
     ImageDraw.Draw(img).line([(140, 20), (60, 180)], fill=255, width=9)  # "/": the top is right of the foot
     ink = np.asarray(img, dtype=np.float64) / 255
-    assert digits.slant(ink) == pytest.approx(-0.5, abs=0.03)
-    assert digits.slant(ink[:, ::-1]) == pytest.approx(0.5, abs=0.03)  # "\"
+    assert image.slant(ink) == pytest.approx(-0.5, abs=0.03)
+    assert image.slant(ink[:, ::-1]) == pytest.approx(0.5, abs=0.03)  # "\"
     small = np.asarray(img.resize((50, 50), Image.Resampling.BOX), dtype=np.float64) / 255
-    assert digits.slant(small) == pytest.approx(digits.slant(ink), abs=0.03)
+    assert image.slant(small) == pytest.approx(image.slant(ink), abs=0.03)
 
 
 def test_a_fiercely_slanted_digit_is_sheared_back_to_mnists_range_and_others_are_left_alone() -> None:
-    low, high = digits.SLANT
+    low, high = image.SLANT
     steep = digits.preprocess(leaning_zero(1.0)).numpy() / 255  # about 45 degrees: beyond 19 in 20 of MNIST's
-    assert digits.slant(steep) == pytest.approx(low, abs=0.08)  # reduced to the edge of MNIST's range, not upright
+    assert image.slant(steep) == pytest.approx(low, abs=0.08)  # reduced to the edge of MNIST's range, not upright
     top, bottom, left, right = ink_box(torch.from_numpy(steep * 255))
     assert max(bottom - top, right - left) + 1 >= 19  # cropped again after the shear: it still fills the 20-px box
     kept = digits.preprocess(leaning_zero(1.0), deslant=False).numpy() / 255  # training digits keep every slant
-    assert digits.slant(kept) < low - 0.2
+    assert image.slant(kept) < low - 0.2
     mild = leaning_zero(0.25)  # within MNIST's range: the step does nothing
-    assert low < digits.slant(digits.preprocess(mild).numpy() / 255) < 0
+    assert low < image.slant(digits.preprocess(mild).numpy() / 255) < 0
     ink = np.asarray(mild, dtype=np.float64)
     ink = (ink.max() - ink) / ink.max()
-    assert digits._deslant(ink) is ink
+    assert image._deslant(ink) is ink
     backwards = digits.preprocess(leaning_zero(-1.0)).numpy() / 255  # leaning left as far: sheared to the other edge
-    assert digits.slant(backwards) == pytest.approx(high, abs=0.08)
+    assert image.slant(backwards) == pytest.approx(high, abs=0.08)
 
 
 def test_a_light_digit_on_dark_grey_paper() -> None:
@@ -135,13 +137,13 @@ def test_the_quick_polarity_answer_is_the_local_one_and_shadows_take_the_local_t
                           dtype=np.float64)
         pictures.append((gray + rng.normal(0, 3, gray.shape), dark))
     local_calls = []
-    real = digits._dark_ink_local
-    monkeypatch.setattr(digits, "_dark_ink_local", lambda gray: local_calls.append(1) or real(gray))
+    real = image._dark_ink_local
+    monkeypatch.setattr(image, "_dark_ink_local", lambda gray: local_calls.append(1) or real(gray))
     for gray, dark in pictures:  # evenly lit paper: answered from the border, the same as the local test
-        assert digits._dark_ink(gray) == real(gray) == dark
+        assert image._dark_ink(gray) == real(gray) == dark
     assert not local_calls
     shadowed = shade(draw_digit(7, size=(300, 300), thickness=6), depth=0.45)  # the shadow reaches the border
-    assert digits._dark_ink(shadowed) and local_calls
+    assert image._dark_ink(shadowed) and local_calls
 
 
 def test_low_contrast_noisy_paper_keeps_a_tight_box() -> None:
@@ -157,12 +159,24 @@ def test_low_contrast_noisy_paper_keeps_a_tight_box() -> None:
 
 def test_mnist_pngs_round_trip_exactly_also_through_worker_processes(tmp_path: Path) -> None:
     images, _ = synthetic_digits(80, seed=3)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / f"{i:03d}.png")
+    for i, picture in enumerate(images):
+        Image.fromarray(picture).save(tmp_path / f"{i:03d}.png")
     paths = sorted(tmp_path.iterdir())
     parallel = digits.read_images(paths, workers=2)
     assert all(isinstance(r, torch.Tensor) for r in parallel)
     assert np.array_equal(torch.stack(parallel).numpy(), images)
+
+
+def test_image_reads_files_bit_for_bit_as_digits_does_and_imports_no_torch(tmp_path: Path) -> None:
+    files = odd_image_files(tmp_path)
+    for path, numpy_read, tensor_read in zip(files, image.read_images(files), digits.read_images(files), strict=True):
+        alone = image.read_image(path)
+        assert alone.dtype == np.uint8 and alone.shape == (28, 28), path
+        assert np.array_equal(alone, digits.read_image(path).numpy()), path
+        assert np.array_equal(numpy_read, alone) and np.array_equal(tensor_read.numpy(), alone), path
+    code = "import sys, s5.image; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 def test_nan_and_inf_pixels_are_errors_for_that_file(tmp_path: Path) -> None:
@@ -194,7 +208,7 @@ def test_a_failure_inside_preprocessing_is_the_files_error(tmp_path: Path, monke
     def broken(gray: np.ndarray) -> np.ndarray:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(digits, "flatten", broken)
+    monkeypatch.setattr(image, "flatten", broken)
     with pytest.raises(digits.ImageError, match=r"seven\.png could not be preprocessed: RuntimeError: boom"):
         digits.read_image(tmp_path / "seven.png")
 
@@ -214,8 +228,8 @@ def test_a_huge_one_bit_png_is_read_reduced(tmp_path: Path) -> None:
     ImageDraw.Draw(img).line([(6000, 2000), (6000, 10000)], fill=0, width=600)  # a tall bar: a 1
     img.save(tmp_path / "huge.png")
     del img
-    gray = digits.load_gray(tmp_path / "huge.png")
-    assert max(gray.shape) <= digits.WORK_SIDE  # reduced while reading, before any float array
+    gray = image.load_gray(tmp_path / "huge.png")
+    assert max(gray.shape) <= image.WORK_SIDE  # reduced while reading, before any float array
     out = digits.read_image(tmp_path / "huge.png")
     top, bottom, left, right = ink_box(out)
     assert bottom - top + 1 >= 19 and right - left + 1 <= 5
@@ -226,7 +240,7 @@ def test_a_photos_exif_rotation_is_applied(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # the camera was turned: the stored picture must be turned 90 degrees clockwise to show it
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.png", exif=exif)
-    gray = digits.load_gray(tmp_path / "turned.png")
+    gray = image.load_gray(tmp_path / "turned.png")
     assert np.array_equal(gray, np.asarray(upright, dtype=np.float64))
 
 
@@ -234,13 +248,13 @@ def test_pictures_in_memory_are_read_as_files_are(tmp_path: Path) -> None:
     img = Image.new("RGBA", (900, 600), (0, 0, 0, 0))  # a sketch pad: opaque strokes on a transparent canvas
     ImageDraw.Draw(img).line([(300, 100), (600, 100), (400, 500)], fill=(20, 20, 20, 255), width=40)
     img.save(tmp_path / "sketch.png")
-    gray = digits.to_gray(np.asarray(img), side=280)
+    gray = image.to_gray(np.asarray(img), side=280)
     assert gray.shape == (150, 225) and gray.max() == 255 and gray.min() == 20  # laid on white, a quarter the size
-    assert np.array_equal(digits.to_gray(img), digits.load_gray(tmp_path / "sketch.png"))
+    assert np.array_equal(image.to_gray(img), image.load_gray(tmp_path / "sketch.png"))
     assert img.size == (900, 600) and img.mode == "RGBA"  # the caller's image is left as it was
-    assert np.array_equal(digits.to_gray(np.full((5, 4, 1), 9.5)), np.full((5, 4), 9.5))
+    assert np.array_equal(image.to_gray(np.full((5, 4, 1), 9.5)), np.full((5, 4), 9.5))
     with pytest.raises(ValueError, match="expected a grey"):
-        digits.to_gray(np.zeros((5, 4, 2)))
+        image.to_gray(np.zeros((5, 4, 2)))
 
 
 def test_prediction_uncertain_flag_follows_the_threshold() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, write_mnist
+from test_predict import odd_image_files
 
 import utils
 from model import Net
@@ -149,12 +150,12 @@ def test_inference_speed_rows(trained: tuple[Path, Path]) -> None:
 
 
 NO_TORCH = """
-import sys
+import runpy, sys
 sys.modules["torch"] = None  # any `import torch` now fails
-from s5 import onnx_predict  # run from the repository root
-status = onnx_predict.main(sys.argv[1:])
-assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m is not None], "torch was imported"
-sys.exit(status)
+try:
+    runpy.run_module("s5.onnx_predict", run_name="__main__")  # as `python -m s5.onnx_predict ARGS` runs it
+finally:
+    assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m], "torch was imported"
 """
 
 
@@ -179,6 +180,29 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "none.onnx"), "x.npy"],
                              capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert missing.returncode == 2 and "cannot load the model" in missing.stderr
+
+
+def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, ckpt = trained
+    onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")  # not beside: PyTorch
+    folder = tmp_path / "images"
+    folder.mkdir()
+    odd_image_files(folder)
+    (folder / "blank.png").write_bytes(b"")  # a bad file: the same message, the others still answered, exit 1
+    ours = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(folder)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    theirs = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder), "--checkpoint", str(ckpt),
+                             "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert ours.returncode == theirs.returncode == 1, ours.stderr + theirs.stderr
+    entries = json.loads(theirs.stdout)
+    expected = {e["file"]: (e["digit"], e["uncertain"], e["probability"]) for e in entries if "error" not in e}
+    got = {name: (int(rest.split()[0]), rest.endswith(", uncertain)"), float(rest.split("probability ")[1][:5]))
+           for name, rest in (line.split(": ", 1) for line in ours.stdout.strip().splitlines())}
+    assert len(expected) == 4 and got.keys() == expected.keys()
+    for name, (digit, uncertain, probability) in got.items():  # printed to 3 decimals
+        assert (digit, uncertain) == expected[name][:2] and abs(probability - expected[name][2]) <= 6e-4, name
+    assert ours.stderr.splitlines() == [f"onnx_predict.py: error: {e['error']}" for e in entries if "error" in e]
+    assert "is empty (0 bytes)" in ours.stderr
 
 
 def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -65,6 +65,20 @@ def jittered_digit(digit: int, rng: np.random.Generator) -> Image.Image:
                       bool(rng.random() < 0.5))
 
 
+def odd_image_files(folder: Path) -> list[Path]:
+    """Four drawn digits, one per way a file is read: dark ink on light paper (8-bit PNG), a 12-bit scan in a 16-bit
+    PNG, light ink on dark paper as a float TIFF in 0..1, and black ink on a transparent sheet (RGBA PNG)."""
+    files = [folder / name for name in ("dark-on-light.png", "twelve-bit.png", "float.tif", "sheet.png")]
+    draw_digit(7, size=(220, 260), thickness=18).save(files[0])
+    Image.fromarray(np.asarray(draw_digit(1, size=(180, 240), slant=0.2), dtype=np.uint16) * 16).save(files[1])
+    light = draw_digit(0, size=(300, 200), thickness=30, dark_on_light=False)
+    Image.fromarray(np.asarray(light, dtype=np.float32) / 255, "F").save(files[2])
+    sheet = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
+    sheet.putalpha(Image.eval(draw_digit(7, size=(240, 240), slant=0.5), lambda v: 255 - v))
+    sheet.save(files[3])
+    return files
+
+
 def drawn_dataset(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Jittered drawings of each class in CLASSES, through predict's own preprocessing."""
     rng = np.random.default_rng(seed)
