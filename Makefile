@@ -14,8 +14,8 @@ COLAB_FILES := model.py utils.py train.py predict.py s5
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-app.txt \
-		requirements-tune.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-tensorboard.txt \
+		requirements-app.txt requirements-tune.txt
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(VENV)/no-local-wheels
 	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's

@@ -3,7 +3,7 @@
     mnist        the genuine MNIST onto disk (md5-checked) and into uint8 tensors
     muon         the Muon optimizer of the default recipe
     training     the recipes and the run loop (train.py is its command line)
-    runs         a run's id and files (logs/<run-id>.*), and the README blocks written from runs
+    runs         a run's id and files (logs/<run-id>.*, its TensorBoard events), and the README blocks written from runs
     checkpoint   every read and write of a .pt file (safe loading, atomic writes)
     image        a photo or scan of a digit made to look like MNIST (numpy, Pillow, OpenCV; no torch)
     digits       predictions on such digits, and image files as tensors

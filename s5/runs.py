@@ -1,4 +1,5 @@
-"""A run's files: its id, its text log, what it records about itself, and the README blocks made from runs."""
+"""A run's files: its id, its text log, what it records about itself, its TensorBoard events, and the README blocks
+made from runs."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tqdm import tqdm
 
+import utils
 from s5.mnist import atomic_write_bytes
 
 
@@ -49,6 +53,11 @@ class RunFiles:
     def claim(self) -> Path:
         """A hidden file that reserves the checkpoint's name in its folder while the run lives."""
         return self.checkpoint.with_name(f".{self.run_id}.claim")
+
+    @property
+    def tensorboard(self) -> Path:
+        """The run's TensorBoard event files: <log-dir>/tensorboard/<run-id>/, a folder of its own."""
+        return self.log.parent / "tensorboard" / self.run_id
 
     def release(self) -> None:
         self.claim.unlink(missing_ok=True)
@@ -97,6 +106,71 @@ def continue_run(run_id: str, log_dir: str | Path, checkpoint: str | Path) -> Ru
         raise OSError(f"run {run_id} is being continued by another process ({files.claim} exists); wait for it, "
                       "or delete that file if no training runs") from None
     return files
+
+
+def tensorboard_installed() -> bool:
+    """Whether ``torch.utils.tensorboard`` imports: it needs the optional ``tensorboard`` package (Colab has it)."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class RunBoard:
+    """TensorBoard events of one run in ``folder`` (``None``: none), a view of what its CSV and log record.
+
+    The folder is made on the first write, so a run that stops before its first epoch leaves none; without the
+    ``tensorboard`` package nothing is written and nothing is said. A resumed run adds files to the same folder."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder, self._writer = folder, None
+
+    def _open(self):  # -> SummaryWriter | None; torch.utils.tensorboard is imported only where it is wanted
+        if self._writer is None and self.folder is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.folder = None
+                return None
+            self._writer = SummaryWriter(log_dir=str(self.folder))
+        return self._writer
+
+    def epoch(self, history: utils.History, step: int) -> None:
+        """The CSV's newest row at training step ``step``: each column a scalar, ``train_loss`` as ``train/loss``,
+        ``test_acc`` as ``test/acc`` (``val/acc`` under --val), ``lr``, ``seconds``, ``epoch``."""
+        if (writer := self._open()) is None:
+            return
+        row = history.rows()[-1]
+        for column, name in zip(row, utils.csv_header(history.split), strict=True):
+            if column not in ("eval_correct", "eval_total"):  # the accuracy already says it
+                writer.add_scalar(name.replace("_", "/", 1), row[column], step)
+        writer.flush()  # as current as the CSV, even if the process is killed
+
+    def finish(self, history: utils.History, result: utils.EvalResult, *, step: int, settings: dict) -> None:
+        """At the end of a finished run: the metric plot and the last evaluation's confusion matrix as images, and
+        ``settings`` with the final numbers (the HParams tab)."""
+        if (writer := self._open()) is None:
+            return
+        figures = {"metrics": utils.plot_metrics(history), "confusion": utils.plot_confusion(result)}
+        for name, figure in figures.items():
+            canvas = FigureCanvasAgg(figure)  # drawn here: SummaryWriter.add_figure would import pyplot
+            canvas.draw()
+            writer.add_image(f"figures/{name}", np.asarray(canvas.buffer_rgba())[..., :3], step, dataformats="HWC")
+        split = history.split
+        metrics = {"hparam/train_loss": history.train_loss[-1], "hparam/train_acc": history.train_acc[-1],
+                   f"hparam/{split}_loss": history.eval_loss[-1], f"hparam/{split}_acc": history.eval_acc[-1],
+                   "hparam/seconds": sum(history.seconds)}
+        # hparam values must be int, float, str or bool; run_name "." keeps them in the run's own folder
+        writer.add_hparams({k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in settings.items()},
+                           metrics, run_name=".", global_step=step)
+
+    def __enter__(self) -> RunBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def write_run_info(files: RunFiles, **info: object) -> None:

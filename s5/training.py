@@ -65,7 +65,7 @@ GPU_WARP_IMAGES = 8192
 # On --resume these come from the checkpoint, so the run continues exactly as it started.
 TRAINING_KEYS = (*DEFAULT, "recipe", "seed", "amp", "val", "test_batch_size")
 # On --resume these come from the checkpoint too, unless given again: the device, the data, where the files go.
-PLACE_KEYS = ("device", "data_dir", "no_verify", "log_dir", "checkpoint_dir")
+PLACE_KEYS = ("device", "data_dir", "no_verify", "log_dir", "checkpoint_dir", "tensorboard")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default="checkpoints")
     p.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
                    help="save checkpoints/<run-id>.pt after every epoch")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write TensorBoard events to <log-dir>/tensorboard/<run-id>/ (needs the tensorboard "
+                        "package; without it, none)")
     p.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch of two batches, no checkpoint: checks the whole pipeline")
@@ -324,11 +327,11 @@ def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | No
     returned stops the run there (a tuner pruning a trial)."""
     args = parse_args(argv)
     command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-    warnings = []
+    warnings, explicit = [], explicit_flags(argv)
     resume_state = load_checkpoint(args.resume) if args.resume else None
     if resume_state is not None:
         load_model_state(Net(), resume_state, args.resume)  # another architecture or NaN weights: stop here
-        warnings = resume_settings(args, resume_state, explicit_flags(argv), args.resume)
+        warnings = resume_settings(args, resume_state, explicit, args.resume)
         if resume_state["epoch"] >= args.epochs and not resume_state["partial"]:
             print(f"Nothing to train: {args.resume} finished all {args.epochs:g} epochs of its run. To train "
                   "longer, start a new run with --epochs N.")
@@ -336,7 +339,10 @@ def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | No
     if args.amp == "fp16" and pick_device(args.device).type == "cpu":
         warnings.append("--amp fp16 on a CPU is emulated and about 40x slower than --amp bf16 or off")
     if args.dry_run:
-        kind, args.save_model, args.epochs = "dry-run", False, 1
+        kind, args.save_model, args.epochs, args.tensorboard = "dry-run", False, 1, False
+    if "tensorboard" in explicit and args.tensorboard and not runs.tensorboard_installed():
+        warnings.append("--tensorboard: the tensorboard package is not installed here, so this run writes no "
+                        "TensorBoard events (pip install -r requirements-tensorboard.txt)")
     device = pick_device(args.device)
     args.device = device.type  # recorded as what it resolved to, so that --resume continues on the same device
     amp_dtype = autocast_dtype(device, args.amp)
@@ -354,10 +360,10 @@ def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | No
     try:
         runs.write_run_info(files, kind=kind, command=first_command, split=split, resumed_with=resumed_with,
                             **(record or {}), settings={k: v for k, v in sorted(vars(args).items())})
-        with runs.RunLog(files.log) as log:
+        with runs.RunLog(files.log) as log, runs.RunBoard(files.tensorboard if args.tensorboard else None) as board:
             try:
                 return train_run(args, files=files, log=log, device=device, amp_dtype=amp_dtype, split=split,
-                                 resume_state=resume_state, command=command, warnings=warnings,
+                                 resume_state=resume_state, command=command, warnings=warnings, board=board,
                                  on_epoch=on_epoch), files
             except (ValueError, MnistError, CheckpointError, OSError) as exc:
                 log(f"ERROR: {exc}")
@@ -371,7 +377,8 @@ def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | No
 
 def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLog, device: torch.device,
               amp_dtype: torch.dtype | None, split: str, resume_state: dict | None, command: str,
-              warnings: list[str], on_epoch: Callable[[utils.History], str | None] | None = None) -> int:
+              warnings: list[str], board: runs.RunBoard,
+              on_epoch: Callable[[utils.History], str | None] | None = None) -> int:
     """The run itself, once its files exist: data, model, optimizer, then the epoch loop."""
     log(f"Run {files.run_id}: {command}" if resume_state is None else f"Run {files.run_id} continues: {command}")
     for warning in warnings:
@@ -463,9 +470,11 @@ def train_run(args: argparse.Namespace, *, files: runs.RunFiles, log: runs.RunLo
             if args.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
                 checkpoint(epoch)
             utils.write_history_csv(files.csv, history)
+            board.epoch(history, step=sum(plan[:epoch]))  # TensorBoard's step axis: training batches so far
             if on_epoch is not None and (reason := on_epoch(history)):
                 log(f"Stopped after epoch {history.epoch[-1]:g}: {reason}")
                 return 0
+    board.finish(history, result, step=sum(plan), settings={key: getattr(args, key) for key in TRAINING_KEYS})
     log(f"Final {split_name.lower()} accuracy: {history.eval_acc[-1]:.2f}% "
         f"({history.eval_correct[-1]}/{history.eval_total[-1]}) after {history.epoch[-1]:g} epochs, "
         f"{sum(history.seconds):.1f} s of training")

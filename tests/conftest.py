@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +75,14 @@ def interrupt_when_logged(cmd: list[str], cwd: Path, log_dir: Path, marker: str)
     os.kill(proc.pid, signal.SIGINT)
     output = proc.communicate(timeout=300)[0]
     return subprocess.CompletedProcess(cmd, proc.returncode, output, "")
+
+
+def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
+    """A stand-in for ``training.stop_on_signals``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
+    calls: list[int] = []
+
+    @contextmanager
+    def stop_on_signals() -> Iterator[Callable[[], bool]]:
+        yield lambda: calls.append(1) or len(calls) >= steps
+
+    return stop_on_signals

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, interrupt_when_logged, write_mnist
+from conftest import DEVICES, ROOT, interrupt_when_logged, stop_after, write_mnist
 from PIL import Image
 
 import utils
@@ -29,17 +27,6 @@ def train_cmd(*args: str) -> list[str]:
 
 def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(train_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
-    """A stand-in for ``training.stop_on_signals``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
-    calls: list[int] = []
-
-    @contextmanager
-    def stop_on_signals() -> Iterator[Callable[[], bool]]:
-        yield lambda: calls.append(1) or len(calls) >= steps
-
-    return stop_on_signals
 
 
 @pytest.fixture(scope="module")
