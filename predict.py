@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         model, checkpoint, about = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:
         print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status  # 2: none there; 1: there but unusable (damaged, foreign, refused)
     print(f"checkpoint: {about}", file=sys.stderr)
     exported = digits.exported_net(checkpoint)  # its ONNX export, when there is one and onnxruntime is installed
     if exported is not None:

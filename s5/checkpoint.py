@@ -31,7 +31,24 @@ STALE_TEMP_SECONDS = 3600  # a temporary file older than this was left by a proc
 
 
 class CheckpointError(RuntimeError):
-    """A file that cannot be used as a checkpoint of this package's Net."""
+    """A file that cannot be used as a checkpoint of this package's Net: every command line exits 1."""
+
+    exit_status = 1
+
+
+class NoCheckpointError(CheckpointError):
+    """No checkpoint file where one was named or looked for: a usage error, so every command line exits 2."""
+
+    exit_status = 2
+
+
+def no_checkpoint_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened as a checkpoint file (absent, a folder, a FIFO, ...), or None."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+    return f"{path}: no such checkpoint file (it {what})"
 
 
 def save_checkpoint(
@@ -125,8 +142,8 @@ def check_size(path: Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True`` (a pickle that would run code is refused)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    if problem := no_checkpoint_file(path):
+        raise NoCheckpointError(problem)
     check_size(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -217,7 +234,7 @@ def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
     folder = Path(folder)
     found = [p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith(".")]
     if not found:
-        raise CheckpointError(
+        raise NoCheckpointError(
             f"no checkpoint found: {folder}/ holds no *.pt file. Run `make train` to train "
             "one, or pass --checkpoint PATH."
         )

@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = checkpoint.load_trained_net(args.checkpoint, "cpu")
     except checkpoint.CheckpointError as exc:
-        return fail(_first_line(exc))
+        return fail(_first_line(exc), exc.exit_status)
     onnx_path, program_path = export_paths(args.checkpoint, args.out)
     program_path = None if args.no_program else program_path
     try:

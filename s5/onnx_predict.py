@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # onnxruntime raises its own exception types for missing or damaged files
         print(f"onnx_predict.py: error: {args[0]}: cannot load the model: {str(exc).strip().splitlines()[0]}",
               file=sys.stderr)
-        return 2
+        return 1 if Path(args[0]).is_file() else 2  # as for checkpoints: 2 when there is no file, 1 when it is unusable
     paths = image.expand(args[1:])
     status = 0
     for path, digits in zip(paths, read_all(paths), strict=True):

@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, KeyError, OSError) as exc:  # a bad checkpoint, a damaged manifest
         what = f"{args.out / 'manifest.csv'} lacks the column {exc}" if isinstance(exc, KeyError) else exc
         print(f"realworld.py: error: {what}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_status", 1)
     return 0
 
 

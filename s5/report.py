@@ -26,7 +26,7 @@ from torchsummary import summary
 import utils
 from model import Net
 from s5 import explain, runs
-from s5.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from s5.checkpoint import CheckpointError, NoCheckpointError, load_checkpoint, load_model_state
 from s5.mnist import MNIST_MD5, MnistData, MnistError, load_mnist
 
 
@@ -59,8 +59,8 @@ def find_run(log_dir: Path, checkpoint_dir: Path, run_id: str | None = None) -> 
                 and (checkpoint_dir / f"{run}.pt").exists() and is_finished(info, utils.load_history(csv_path))):
             candidates.append(run)
     if not candidates:
-        raise SystemExit(f"report.py: error: no finished training run with a checkpoint in {log_dir}/ and "
-                         f"{checkpoint_dir}/: run `make train` first")
+        raise NoCheckpointError(f"no finished training run with a checkpoint in {log_dir}/ and {checkpoint_dir}/: "
+                                "run `make train` first")
     return candidates[-1], "the newest finished training run on the test set with a checkpoint"
 
 
@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         run_id, why = find_run(log_dir, checkpoint_dir, args.run)
     except UsageError as exc:
         p.error(str(exc))
+    except NoCheckpointError as exc:
+        print(f"report.py: error: {exc}", file=sys.stderr)
+        return exc.exit_status
     print(f"run {run_id}: {why}")
     current = reported_run(Path(args.readme))
     if current not in (None, run_id) and not (args.replace or args.notebook):
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
         report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir, images=images)
     except (CheckpointError, MnistError) as exc:  # missing, damaged, foreign or hostile: one line, no traceback
-        raise SystemExit(f"report.py: error: {exc}") from None
+        print(f"report.py: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_status", 1)
     write_readme(Path(args.readme), report)
     drawn = "" if images is None else f" and {images}/"
     print(f"{args.readme}{drawn} regenerated from run {run_id}: {report.result.accuracy:.2f}% test accuracy")

@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from s5.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_model_state,
+    no_checkpoint_file,
     remove_stale_temp_files,
     save_checkpoint,
 )
@@ -236,8 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.scale_min > args.scale_max:
         parser.error(f"--scale-min {args.scale_min:g} is above --scale-max {args.scale_max:g}")
-    if args.resume and not Path(args.resume).is_file():
-        parser.error(f"--resume {args.resume}: no such checkpoint file")
+    if args.resume and (problem := no_checkpoint_file(args.resume)):
+        parser.error(f"--resume {problem}")
     if args.resume and args.dry_run:
         parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches of a fresh Net")
     try:
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (MnistError, CheckpointError, OSError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_status", 1)
 
 
 def run(argv: list[str] | None = None, kind: str = "train", *, record: dict | None = None,

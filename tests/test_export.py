@@ -102,14 +102,14 @@ def test_export_onnx_never_replaces_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "foreign"])
-def test_bad_checkpoint_is_a_one_line_error_with_exit_2(tmp_path: Path, kind: str) -> None:
+def test_bad_checkpoint_is_a_one_line_error(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "bad.pt"
     if kind == "garbage":
         path.write_bytes(b"not a checkpoint at all")
     elif kind == "foreign":
         torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": torch.nn.Linear(2, 2).state_dict()}, path)
     proc = run_export(path, "--data-dir", tmp_path / "no-data", cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == (2 if kind == "missing" else 1), proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"export.py: error: {path}"), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -303,5 +303,5 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     graph = helper.make_graph([helper.make_node("Identity", ["x"], [f"y{k}"]) for k in range(5)], "g", [x], outs)
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(helper.make_model(graph).SerializeToString())
-    assert onnx_predict.main([str(foreign), str(tmp_path / "wide.npy")]) == 2
+    assert onnx_predict.main([str(foreign), str(tmp_path / "wide.npy")]) == 1
     assert "not an export of this Net" in capsys.readouterr().err

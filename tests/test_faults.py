@@ -113,7 +113,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_predict(tmp_path: Path) -> 
     torch.save(weights, tmp_path / "nan.pt")
     proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "nan.pt", "x.png"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "NaN or infinite weights (fc2.bias)" in proc.stderr
+    assert proc.returncode == 1 and "NaN or infinite weights (fc2.bias)" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -313,7 +313,7 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
     torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "epoch": 3}, tmp_path / "empty.pt")
     proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "empty.pt", "x.png"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "carries this package's checkpoint marker but no model weights" in proc.stderr
+    assert proc.returncode == 1 and "carries this package's checkpoint marker but no model weights" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
     class Evil:
@@ -324,7 +324,7 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
     for cmd in ([sys.executable, str(ROOT / "predict.py"), "--checkpoint", "evil.pt", "x.png"],
                 train_cmd("--resume", "evil.pt")):
         proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert proc.returncode in (1, 2) and "was refused" in proc.stderr, proc.stderr
+        assert proc.returncode == 1 and "was refused" in proc.stderr, proc.stderr
         assert "weights_only=False" not in proc.stderr and "pwned" not in proc.stdout
 
 
@@ -407,7 +407,7 @@ def test_a_zip_bomb_checkpoint_is_refused_unread_in_bounded_memory(tmp_path: Pat
     proc = subprocess.run([sys.executable, "-c", code, sys.executable, str(ROOT / "predict.py"), "--checkpoint",
                            str(bomb), "x.png"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     status, peak_mb = map(int, proc.stdout.split())
-    assert status == 2 and "refused unread" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert status == 1 and "refused unread" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert peak_mb < 1024  # predict.py's own peak resident memory: the 400 MB were never inflated
 
 

@@ -381,17 +381,17 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
     assert snapshot(folder) == before  # nothing changed, nothing added
 
 
-def test_no_checkpoint_and_bad_checkpoints_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_no_checkpoint_exits_2_and_a_bad_one_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     draw_digit(7).save(tmp_path / "seven.png")
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     cases = [
-        ((), "no checkpoint found: checkpoints/ holds no *.pt file. Run `make train`"),
-        (("--checkpoint", tmp_path / "missing.pt"), "missing.pt: no such checkpoint file"),
-        (("--checkpoint", tmp_path / "notes.txt"), f"predict.py: error: {tmp_path / 'notes.txt'} "),
+        ((), "no checkpoint found: checkpoints/ holds no *.pt file. Run `make train`", 2),
+        (("--checkpoint", tmp_path / "missing.pt"), "missing.pt: no such checkpoint file (it does not exist)", 2),
+        (("--checkpoint", tmp_path / "notes.txt"), f"predict.py: error: {tmp_path / 'notes.txt'} ", 1),
     ]
-    for args, message in cases:
+    for args, message, status in cases:
         proc = run_predict(*args, tmp_path / "seven.png", cwd=tmp_path)
-        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.returncode == status, (args, proc.stdout, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stdout == ""
     with pytest.raises(SystemExit) as usage:  # no image named
