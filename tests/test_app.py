@@ -7,20 +7,22 @@ gradio, playwright or chromium is missing (`pip install -r requirements-app.txt`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
-import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
 from PIL import Image, ImageDraw
 from test_predict import draw_digit, drawn_dataset, one_thread
 
@@ -28,7 +30,7 @@ from model import Net
 from s5 import app, checkpoint, digits, explain, mnist
 from s5.image import to_gray
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = app.CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +139,85 @@ def test_build_app_returns_blocks(trained) -> None:
     assert page.delete_cache == (3600, 3600)  # uploads do not pile up in the temporary folder
 
 
+def test_strokes_from_json_takes_the_pads_points_and_nothing_else() -> None:
+    assert app.strokes_from_json(json.dumps(app.SEVEN)) == app.SEVEN
+    assert app.strokes_from_json("[[[-0.5, 2], [0.5, 0.25]], []]") == [[(0.0, 1.0), (0.5, 0.25)]]  # clipped to the pad
+    garbage = [None, "", "[]", "{}", "not json", "[1, 2]", '[[["a", "b"]]]', "[[[0.1, 0.2, 0.3]]]", "[[[NaN, 0.5]]]",
+               "[" * 100_000, json.dumps([[[0.5, 0.5]] * (app.MAX_POINTS + 1)])]
+    for value in garbage:
+        assert app.strokes_from_json(value) == [], value[:40] if value else value
+
+
+def test_the_pads_points_drawn_again_read_as_the_digit(trained) -> None:
+    canvas = app.sketch_canvas(app.SEVEN)
+    assert canvas.shape == (app.WORK_SIDE, app.WORK_SIDE) and canvas.dtype == np.uint8
+    assert canvas.min() == 0 and canvas.max() == 255
+    assert app.sketch_canvas([[(0.5, 0.5)]]).min() == 0  # a tap leaves a dot
+    with one_thread():
+        assert app.analyse(trained[0], app.sketch_canvas(app.SEVEN_IN_ONE))["digit"] == 7
+        assert app.analyse(trained[0], app.sketch_canvas(app.ONE))["digit"] == 1
+        light = app.analyse(trained[0], canvas, inside=False)
+    assert light["digit"] == 7 and light["feature_maps"] is None and light["saliency"] is None
+
+
+def png(width: int, height: int, *, bit_depth: int = 1, ink_rows: range = range(0)) -> bytes:
+    """A white greyscale PNG built with zlib, row by row (no picture of that size is ever held): a 13,000² 1-bit one
+    is about 50 KB. ``ink_rows`` are black across the middle third."""
+    row_bytes = (width * bit_depth + 7) // 8
+    white = b"\x00" + b"\xff" * row_bytes  # filter byte 0, then the row
+    third = row_bytes // 3
+    inked = b"\x00" + b"\xff" * third + b"\x00" * (row_bytes - 2 * third) + b"\xff" * third
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(inked if y in ink_rows else white) for y in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind", ["not an image", "empty", "truncated", "bomb"])
+def test_an_unreadable_upload_is_one_line_naming_the_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "upload.png"
+    seven = tmp_path / "seven.png"
+    draw_digit(7, (240, 300), thickness=22).save(seven)
+    content = {"not an image": b"%PDF-1.4 not a picture\n" * 1000, "empty": b"",
+               "truncated": seven.read_bytes()[:400],
+               "bomb": png(20_000, 20_000)}[kind]  # 400 Mpx in 60 KB, beyond Pillow's 179 Mpx limit
+    path.write_bytes(content)
+    message = app.read_upload(str(path))
+    assert isinstance(message, str) and "\n" not in message and message.startswith("upload.png ")
+    assert message.endswith(". Drop a PNG or JPEG photo of one digit.")
+    assert str(tmp_path) not in message  # the user's file name, not the server's cache path
+    assert {"not an image": "is not an image", "empty": "is empty (0 bytes)", "truncated": "could not be read",
+            "bomb": "DecompressionBomb"}[kind] in message, message
+    assert app.read_upload(None) is None and isinstance(app.read_upload(str(seven)), np.ndarray)
+
+
+def test_a_huge_one_bit_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path: Path) -> None:
+    """A 13,000x13,000 1-bit PNG (a 7, about 50 KB) through the page's upload path, in a fresh process: the peak
+    memory it adds is measured (Gradio's numpy decoding alone took 676 MB of RGBA, and about 10 GB in all)."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png(13_000, 13_000, ink_rows=range(2_000, 3_000)))  # a thick bar: some ink to read
+    assert path.stat().st_size < 200_000
+    code = """if True:
+        import json, resource, sys
+        from s5 import app, checkpoint
+        net = checkpoint.load_given_or_newest(sys.argv[2])[0]
+        app.analyse(net, app.sketch_canvas(app.SEVEN), inside=False)  # the page is warm before its first upload
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = app.analyse(net, app.read_upload(sys.argv[1]), inside=False)
+        added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(json.dumps({"added_mb": added / 1024, "message": result["message"]}))"""
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(trained[1])], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["added_mb"] < 512, report  # about 320 MB: the 169 MB grey copy Pillow makes while reducing
+    assert report["message"] != app.EMPTY_MESSAGE  # read, not refused: there is ink
+
+
 # --------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------
@@ -169,7 +250,6 @@ def test_missing_checkpoint_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def _browser_ready() -> None:
-    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
     pytest.importorskip("playwright", reason="playwright is not installed: pip install -r requirements-app.txt")
     if not (shutil.which("chromium") or os.path.exists(CHROMIUM)):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (Debian's package; Playwright's own "
@@ -177,33 +257,11 @@ def _browser_ready() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(trained) -> Iterator[str]:
     """app.py serving the test's checkpoint on a free loopback port, as a subprocess; its URL."""
-    _browser_ready()
-    port = app.free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "s5.app", "--checkpoint", str(trained[1]),
-                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, env=os.environ | {"GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not start: {log.read_text()}") from None
-                time.sleep(0.5)
+    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+    with app.serving(trained[1]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +282,6 @@ def page(browser, server):
     tab = context.new_page()
     tab.goto(server)
     tab.locator("#sketch canvas").first.wait_for(state="visible", timeout=60_000)
-    tab.locator('#sketch button[aria-label="Brush"]').first.wait_for(timeout=60_000)
-    tab.wait_for_timeout(1000)  # the page's load script picks the brush
     yield tab
     context.close()
 
@@ -242,15 +298,48 @@ def test_browser_draw_seven_then_one_with_the_mouse(page) -> None:
     app.draw_in_browser(page, app.SEVEN)
     text = shown_digit(page, 7)
     assert "The Net reads 7" in text or "best guess is 7" in text
-    # every panel got a picture: the Net's input, four feature-map grids, the saliency map
-    for panel in ["net_input", "maps_conv1", "maps_conv2", "maps_conv3", "maps_conv4", "saliency"]:
-        page.locator(f"#{panel} img").first.wait_for(state="attached", timeout=30_000)
+    page.locator("#net_input img").first.wait_for(state="attached", timeout=30_000)
     assert page.locator("#probabilities").get_by_text("7").first.is_visible()
+    assert not page.locator("#maps_conv1").is_visible()  # feature maps are computed only when asked for
+    page.locator("#show_inside input").check()
+    for panel in ["maps_conv1", "maps_conv2", "maps_conv3", "maps_conv4", "saliency"]:
+        page.locator(f"#{panel} img").first.wait_for(state="visible", timeout=30_000)
     page.locator("#clear").click()
     page.locator("#prediction").get_by_text("Prediction: –").first.wait_for(timeout=30_000)
-    page.wait_for_timeout(1000)  # the brush is picked again after clearing
     app.draw_in_browser(page, app.ONE)
     assert "Prediction: 1" in shown_digit(page, 1)
+
+
+def test_browser_stroke_latency_measures_without_timing_asserts(page) -> None:
+    t = app.stroke_latency(page, strokes=2, warmup=0)
+    assert t["strokes"] == 2 and 0 < t["median_ms"] <= t["p90_ms"]
+
+
+def test_browser_a_non_image_upload_shows_one_line(page, tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"  # a text file with an image's name: the browser lets it through
+    path.write_text("shopping list: milk, eggs\n" * 100)
+    page.locator("#upload input[type=file]").set_input_files(path)
+    message = page.locator("#prediction").get_by_text("notes.png is not an image").first
+    message.wait_for(timeout=60_000)
+    assert "Drop a PNG or JPEG photo of one digit" in message.inner_text()
+
+
+def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
+    """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1: each is answered
+    with the right digit, and the page still serves afterwards."""
+    body = json.dumps({"data": [json.dumps(app.SEVEN)]}).encode()
+
+    def predict(_: int) -> str:
+        request = urllib.request.Request(f"{server}gradio_api/run/draw", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.load(response)["data"][0]
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(predict, range(300)))
+    assert len(answers) == 300 and all(answer.startswith("### Prediction: 7") for answer in answers), answers[:3]
+    with urllib.request.urlopen(server, timeout=30) as response:
+        assert response.status == 200
 
 
 @pytest.mark.parametrize("how", ["drop", "file chooser"])
@@ -275,4 +364,3 @@ def test_browser_drop_a_digit_image_file(page, tmp_path: Path, how: str) -> None
 def test_latency_measures_without_timing_asserts(trained) -> None:
     t = app.latency(trained[0], calls=3)
     assert t["calls"] == 3 and 0 < t["median_ms"] <= t["p90_ms"]
-    assert app.analyse(trained[0], app.sketch_canvas(app.SEVEN))["digit"] == 7

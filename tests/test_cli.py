@@ -220,7 +220,8 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
     assert f"(recipe `{recipe}`)" in report
     assert len(list((tmp_path / "logs").glob(f"*bench-{recipe}-seed1*.csv"))) == 1  # accuracy from a logged run
     # inference on the CPU, as users meet it: onnxruntime vs PyTorch, the page's latency, predict.py on folders
-    for row in ("| PyTorch img/s, batch 1000 |", "| onnxruntime img/s, batch 1 |", "| draw-to-prediction ms (median) |",
+    for row in ("| PyTorch img/s, batch 1000 |", "| onnxruntime img/s, batch 1 |",
+                "| page: the server's share of a stroke, ms (median) |", "| page: stroke-to-prediction in Chromium",
                 "| predict.py folder img/s, small images (28-64 px PNG) |", "| predict.py folder img/s, 500 px photos"):
         assert row in report, row
 
