@@ -81,12 +81,33 @@ def _gray_image(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
+def _reduce_decoded(img: Image.Image, factor: int) -> Image.Image:
+    """A PNG, TIFF, ... (decoded whole: only JPEG decodes at a smaller scale) box-reduced by ``factor`` in its own
+    mode, a band of rows at a time: converting or reducing it whole would make full-size copies (13,000 px RGBA:
+    2.6 GB peak instead of the decoded 0.7 GB). Modes Pillow cannot reduce (1-bit, palette) are returned as they are."""
+    sixteen = img.mode.startswith("I;16")  # Pillow's reduce lacks 16-bit: OpenCV's area average on the uint16 pixels
+    if not sixteen and img.mode not in ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK", "PA"):
+        return img
+    img.load()
+    small = Image.new(img.mode, (-(-img.width // factor), -(-img.height // factor)))
+    rows = max(1, 2**22 // (4 * img.width * factor))  # rows of the result per band: about 4 MB of the picture
+    for top in range(0, small.height, rows):
+        band = img.crop((0, top * factor, img.width, min(img.height, (top + rows) * factor)))
+        size = (small.width, -(-band.height // factor))
+        small.paste(Image.fromarray(cv2.resize(np.asarray(band), size, interpolation=cv2.INTER_AREA)) if sixteen
+                    else band.reduce(factor), (0, top))
+    small.info = dict(img.info)  # EXIF rotation and transparency travel with the pixels
+    return small
+
+
 def _open_small(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
     """Grey, upright and at most about ``side`` px: large pictures are reduced early (JPEG while decoding),
     so a huge file never becomes a huge float array."""
     factor = -(-max(img.size) // side)
     if factor >= 2 and img.format == "JPEG":
         img.draft("L", (img.width // factor, img.height // factor))  # the decoder skips detail: 1/2..1/8 scale
+    elif factor >= 2:
+        img = _reduce_decoded(img, factor)
     ImageOps.exif_transpose(img, in_place=True)  # a photo's EXIF rotation, while the metadata is still there
     img = _gray_image(img)
     factor = -(-max(img.size) // side)
