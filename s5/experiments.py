@@ -256,7 +256,8 @@ def section(n: int, entry: dict, runs: dict[str, dict], reports: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(runs: dict[str, dict], reports: dict, questions: list[dict], sources: str) -> str:
+def render(runs: dict[str, dict], reports: dict, questions: list[dict], sources: str,
+           studies: dict[str, str] | None = None) -> str:
     n_reports = sum(len(v) for v in reports.values())
     head = f"""# Experiments: what was tried, and what it showed
 
@@ -286,15 +287,33 @@ commit where that code last existed.
 """
     slug = lambda title: re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")  # noqa: E731 (GitHub's anchors)
     toc = [f"{i}. [{e['q']}](#{slug(f'{i}. ' + e['q'])})" for i, e in enumerate(questions, 1)]
-    return head + "\n".join(toc) + "\n\n" + "\n".join(section(i, e, runs, reports) for i, e in enumerate(questions, 1))
+    return head + studies_section(studies or {}) + "\n".join(toc) + "\n\n" + \
+        "\n".join(section(i, e, runs, reports) for i, e in enumerate(questions, 1))
+
+
+def studies_section(studies: dict[str, str]) -> str:
+    """The Optuna studies (``python -m s5.tune``), each cited by the summary lines of its rendered page."""
+    if not studies:
+        return ""
+    out = ["## Optuna studies", "",
+           "Searches made with `python -m s5.tune` and rendered with `python -m s5.study <study>`; each page lists "
+           "every trial with its settings, validation accuracy per seed and runs (`logs/studies/<study>/`).", ""]
+    for name, text in sorted(studies.items()):
+        summary = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+        counts = next((line for line in text.splitlines() if " trials (" in line), "")
+        out.append(f"- [`{name}`](studies/{name}.md): {counts} " + "; ".join(summary))
+    return "\n".join(out) + "\n\n"
 
 
 def build(logs: str | Path = "logs", archive: str | Path | None = "logs/archive.tar.xz",
-          questions: list[dict] | None = None) -> str:
-    """The markdown for ``questions`` (default: QUESTIONS) from the runs in ``logs`` and ``archive``."""
+          questions: list[dict] | None = None, studies: str | Path | None = "docs/studies") -> str:
+    """The markdown for ``questions`` (default: QUESTIONS) from the runs in ``logs`` and ``archive``, citing the
+    rendered studies in ``studies``."""
     files = read_files(Path(logs), Path(archive) if archive else None)
     sources = f"`{logs}/`" + (f" and `{archive}`" if archive and Path(archive).is_file() else "")
-    return render(read_runs(files), read_reports(files), QUESTIONS if questions is None else questions, sources)
+    pages = {p.stem: p.read_text() for p in sorted(Path(studies).glob("*.md"))} if studies else {}
+    return render(read_runs(files), read_reports(files), QUESTIONS if questions is None else questions, sources,
+                  pages)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -312,12 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--archive", default="logs/archive.tar.xz",
                    help="tar.xz of archived run files, read in memory; '' for none (default: logs/archive.tar.xz)")
     p.add_argument("--out", default="docs/experiments.md", help="markdown file to write (default: docs/experiments.md)")
+    p.add_argument("--studies", default="docs/studies", help="rendered Optuna studies to cite (default: docs/studies)")
     args = p.parse_args(argv)
     if not Path(args.logs).is_dir():
         p.error(f"--logs {args.logs}: no such folder")
     if args.archive and not Path(args.archive).is_file():
         p.error(f"--archive {args.archive}: no such file (--archive '' reads the logs folder alone)")
-    write_atomic(Path(args.out), build(args.logs, args.archive))
+    write_atomic(Path(args.out), build(args.logs, args.archive, studies=args.studies))
     print(f"wrote {args.out}")
 
 
