@@ -425,31 +425,35 @@ def format_report(args, device, amp_dtype, speed, compile_s, runs, started: date
 
 
 def recipes_table(log_dir: Path) -> str:
-    """The README's results table, one row per recipe and device: the medians of the newest full benchmark on the
-    CPU and on CUDA, read back from the runs' own CSVs (found anywhere under ``log_dir``) that its report names."""
+    """The README's results table, one row per recipe and device: the medians of the newest full benchmark of that
+    recipe on the CPU and on CUDA, read back from the runs' own CSVs (found anywhere under ``log_dir``) that its
+    report names; each row names its report, machine and precision."""
     rows = []
     for device in ("cpu", "cuda"):
         reports = sorted(r for r in log_dir.glob("bench-*.md") if r.stem.endswith("-cuda") == (device == "cuda")
                          and "(full)" in r.read_text().split("\n", 1)[0] and "-bench-" in r.read_text())
-        if not reports:
-            continue
-        text = reports[-1].read_text()
-        machine = re.search(r"- Machine: \*\*(.+?)\*\*.*training precision: ([a-z0-9]+)", text)
-        found: dict[str, list[utils.History]] = {}
-        for run_id in re.findall(r"^\| `([^`]+-bench-[^`]+)` \|", text, re.M):
-            csv_path = next(log_dir.rglob(f"{run_id}.csv"), None)
-            if csv_path is not None:
-                found.setdefault(run_id.split("-bench-")[1].rsplit("-seed", 1)[0], []).append(
-                    utils.load_history(csv_path))
-        for recipe, histories in found.items():
-            s = summarize([("", h, 0.0) for h in histories])
-            t99 = f"{s.t99:.2f} s" if s.t99 < math.inf else "not reached"
-            seconds = f"{s.train_s:.2f}" if s.train_s < 10 else f"{s.train_s:,.0f}"
-            rows.append(f"| `{recipe}` | {machine[1]}, {machine[2]} | {s.final:.2f}% | {seconds} s "
-                        f"({s.epochs:g} epoch{'s' if s.epochs > 1 else ''}) | {t99} | "
-                        f"[{reports[-1].name}](logs/{reports[-1].name}) |")
+        done: set[str] = set()
+        for report in reversed(reports):  # newest first: a recipe's row comes from its newest benchmark
+            text = report.read_text()
+            machine = re.search(r"- Machine: \*\*(.+?)\*\*.*training precision: ([a-z0-9]+)", text)
+            found: dict[str, list[utils.History]] = {}
+            for run_id in re.findall(r"^\| `([^`]+-bench-[^`]+)` \|", text, re.M):
+                csv_path = next(log_dir.rglob(f"{run_id}.csv"), None)
+                recipe = run_id.split("-bench-")[1].rsplit("-seed", 1)[0]
+                if csv_path is not None and recipe not in done:
+                    found.setdefault(recipe, []).append(utils.load_history(csv_path))
+            for recipe, histories in found.items():
+                s = summarize([("", h, 0.0) for h in histories])
+                t99 = f"{s.t99:.2f} s" if s.t99 < math.inf else "not reached"
+                seconds = f"{s.train_s:.2f}" if s.train_s < 10 else f"{s.train_s:,.0f}"
+                rows.append((list(training.RECIPES).index(recipe) if recipe in training.RECIPES else 99, device,
+                             f"| `{recipe}` | {machine[1]}, {machine[2]} | {s.final:.2f}% | {seconds} s "
+                             f"({s.epochs:g} epoch{'s' if s.epochs > 1 else ''}) | {t99} | "
+                             f"[{report.name}](logs/{report.name}) |"))
+            done |= set(found)
+    rows.sort(key=lambda row: (row[1], row[0]))  # CPU rows, then CUDA's; each in the recipes' order
     return "\n".join(["| recipe | machine, precision | test accuracy | training time | time to 99.0% | benchmark |",
-                      "|---|---|---:|---:|---:|---|", *rows])
+                      "|---|---|---:|---:|---:|---|", *(row[2] for row in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
