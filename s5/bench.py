@@ -473,7 +473,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-dir", default="logs")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check (for tiny test data)")
     p.add_argument("--no-inference", action="store_true", help="skip the CPU inference figures (export, app, folder)")
-    p.add_argument("--images", default="images", help="where the accuracy-against-seconds picture goes")
     p.add_argument("--readme", default="README.md", help="update this README's benchmark section (full runs only)")
     p.add_argument("--page", action="store_true", help="only the draw-a-digit page (a freshly seeded Net): the "
                    "server's share of a stroke, and stroke-to-prediction in headless Chromium over 20 strokes")
@@ -517,16 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = {recipe: [run_recipe(args, recipe, seed, extra) for seed in args.seeds] for recipe in args.recipes}
     runs = {recipe: recipe_runs for recipe, recipe_runs in runs.items() if recipe_runs}
     suffix = ("-quick" if args.quick else "") + ("-cuda" if gpu else "")
+    out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{suffix}.md"
     picture = None
-    if runs and not args.quick:  # from the logged runs just made: README and report show it
-        picture = Path(args.images) / f"bench-accuracy-vs-seconds{suffix}.png"
+    if runs and not args.quick:  # from the logged runs just made, beside the report: no report loses its picture
+        picture = out.with_suffix(".png")
         plot_accuracy_vs_seconds(runs, len(data.train_images) / speed["seed-style pipeline"], save=picture,
                                  title=f"{machine_name(device)}: test accuracy against training seconds")
     inference = {} if args.no_inference else measure_inference(data, args.quick)
     report = format_report(args, device, amp_dtype, speed, compile_s, runs, started, inference)
     if picture is not None:
-        report += f"\n![test accuracy against training seconds]({picture.as_posix()})\n"
-    out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}{suffix}.md"
+        report += f"\n![test accuracy against training seconds]({picture.name})\n"
     out.write_text(report)
     print(report)
     print(f"Report: {out}")

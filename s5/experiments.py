@@ -100,7 +100,7 @@ QUESTIONS = [
     Q("The fast recipe: which peak learning rate, and how much augmentation, for half an epoch?",
       [(None, "fast-half-*")],
       "The `--lr 0.005` candidate with the seed's augmentation had the best validation median and became the `fast` "
-      "recipe."),
+      "recipe, until the Optuna study `fast` (below) moved it to Muon."),
     Q("The GPU recipes: batch, peak learning rate and epochs on an H100", [(None, "gpu-e5-*", "gpufast-*")],
       "Each GPU recipe is the candidate with the best validation median for its budget, `gpu-fast` the one-epoch "
       "one because the two-epoch one missed the one-second goal in the first CUDA benchmark "

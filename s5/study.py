@@ -63,10 +63,10 @@ def markdown(study: optuna.Study) -> str:
              "never the test set.", "",
              f"{len(trials)} trials ({counts}), {runs} runs, {minutes:.1f} minutes of training.", "",
              f"![validation accuracy per trial and per setting]({study.study_name}.png)", ""]
-    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
-    if baseline is not None:
-        shown = f"{baseline.value:.2f}%" if baseline.value is not None else baseline.state.name.lower()
-        lines.append(f"- The recipe as it stood (trial {baseline.number}): {shown}")
+    for baseline in (t for t in trials if t.user_attrs.get("baseline")):  # each time tune ran on a changed recipe
+        shown = f"{baseline.value:.2f}%" if baseline.state == TrialState.COMPLETE else baseline.state.name.lower()
+        settings = ", ".join(f"{k}={cell(v)}" for k, v in baseline.params.items())
+        lines.append(f"- The recipe as it stood (trial {baseline.number}): {shown} ({settings})")
     for epochs in sorted({budget(t) for t in complete}):
         best = max((t for t in complete if budget(t) == epochs), key=lambda t: t.value)
         settings = ", ".join(f"{k}={cell(v)}" for k, v in best.params.items())

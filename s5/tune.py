@@ -3,8 +3,8 @@
 Each trial trains one ordinary logged run per seed (logs/studies/<study>/<run-id>.log, .csv, .json; the run file
 names the study and trial) on the first 50,000 training images and scores it on the last 10,000 (--val): the test
 set is never used. A trial's value is its mean validation accuracy over the seeds; after every epoch Optuna's median
-pruner may stop a trial that is behind the others at the same seed and epoch. The recipe as it stands is the first
-trial, so the study says whether the search beat it.
+pruner may stop a trial that is behind the others at the same seed and epoch. The recipe as it stands is tried
+first (again whenever it has changed since), so the study says whether the search beat it.
 
 One machine: the study lives in logs/studies/<study>.journal (Optuna's journal file: appends under a file lock, so
 several local workers can share it; SQLite locks the whole database per write and refuses concurrent writers).
@@ -158,11 +158,12 @@ def trial_argv(args: argparse.Namespace, space: dict, params: dict, seed: int, n
 def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace, space: dict) -> str:
     """Train the trial's runs, one per seed, and tell the study how it went; returns that in words."""
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    prunable = not trial.user_attrs.get("baseline")  # the recipe itself always runs every seed: the yardstick
     accuracies, run_ids, seconds = [], [], 0.0
     for index, seed in enumerate(args.seeds):
         def report(history: object, index: int = index) -> str | None:
             trial.report(history.eval_acc[-1], step=index * STEPS_PER_SEED + len(history.epoch) - 1)
-            return "pruned by the tuner: behind the median trial here" if trial.should_prune() else None
+            return "pruned by the tuner: behind the median trial here" if prunable and trial.should_prune() else None
 
         argv = trial_argv(args, space, trial.params, seed, f"{args.study}-t{trial.number}-s{seed}")
         try:  # the run's own lines go to its log file; the console gets one line per trial
@@ -186,7 +187,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace
         seconds += sum(history.seconds)
         trial.set_user_attr("seconds", round(seconds, 1))
         trial.set_user_attr("epochs", history.epoch[-1])  # the budget it trained (a pruned run: where it stopped)
-        if trial.should_prune():
+        if prunable and trial.should_prune():
             study.tell(trial, state=TrialState.PRUNED)
             return f"pruned after seed {seed} ({history.eval_acc[-1]:.2f}%)"
         accuracies.append(history.eval_acc[-1])
@@ -247,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     for number in fail_abandoned_trials(study):
         print(f"Trial {number} was left running by a worker that is gone: marked failed")
     baseline = {k: training.RECIPES[space["recipe"]][k] for k in space["search"]}
-    if all(within(baseline[k], spec) for k, spec in space["search"].items()):
-        study.enqueue_trial(baseline, user_attrs={"baseline": True}, skip_if_exists=True)
+    tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
+    if all(within(baseline[k], spec) for k, spec in space["search"].items()) and \
+            not any(t.params == baseline for t in tried):  # new, changed, or last time interrupted
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
     deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
     print(f"Study {args.study!r}: {finished(study)} of {args.trials} trials done; this worker: {command}", flush=True)
     try:

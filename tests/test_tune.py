@@ -21,9 +21,10 @@ from conftest import write_mnist
 from optuna.trial import TrialState
 
 from s5 import study as study_cli
-from s5 import tune
+from s5 import training, tune
 
 SPACE = {"recipe": "fast", "search": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
+RECIPE = {"lr": training.RECIPES["fast"]["lr"]}  # the recipe's own value: trial 0 of every study
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_two_workers_share_one_journal_study(place: Path) -> None:
     done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert 6 <= len(done) <= 8  # each worker may start one trial before it sees the other's last
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both workers' trials are recorded
-    assert study.trials[0].params == {"lr": 0.005} and study.trials[0].user_attrs["baseline"]  # the recipe first
+    assert study.trials[0].params == RECIPE and study.trials[0].user_attrs["baseline"]  # the recipe first
     check_runs(study, place / "logs" / "studies" / "s")
 
 
@@ -81,8 +82,10 @@ def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(place: Path) -> Non
     assert [t.state for t in journal_study(place).trials] == [TrialState.FAIL]
     done = subprocess.run(tune_cmd("--trials", "2"), cwd=place, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    states = [t.state for t in journal_study(place).trials]
-    assert states[0] == TrialState.FAIL and states[1:].count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
+    trials = journal_study(place).trials
+    assert trials[0].state == TrialState.FAIL and len(trials) == 3
+    assert trials[1].params == RECIPE and trials[1].user_attrs["baseline"]  # the interrupted recipe, again
+    assert trials[1].state == TrialState.COMPLETE  # the recipe is the yardstick: never pruned
     check_runs(journal_study(place), place / "logs" / "studies" / "s")
 
 
