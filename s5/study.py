@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -109,8 +110,9 @@ def plot(study: optuna.Study, path: Path) -> None:
             ax.legend(fontsize=7)
         else:
             ax.set_xlabel(key)
-            spec = study.user_attrs["space"]["search"][key]
-            ax.set_xscale("log" if spec.get("log") else "linear")
+            if study.user_attrs["space"]["search"][key].get("log"):  # (a linear reset would drop categorical labels)
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # 2x10^-3 ... labels overlap
         ax.set_ylabel("validation accuracy %")
         ax.grid(alpha=0.3)
     fig.suptitle(f"Study {study.study_name}: validation accuracy (pruned: where it stopped)", fontsize=10)
