@@ -1,9 +1,9 @@
 """Draw a digit in the browser and see what the trained Net sees (a Gradio page).
 
-    python app.py                          # newest checkpoints/*.pt, http://127.0.0.1:7860
-    python app.py --checkpoint checkpoints/<run-id>.pt --port 8000
-    python app.py --screenshot images/app.png   # draw a digit in headless Chromium, save a picture of the page
-    python app.py --latency                     # the server's share of a stroke (median of 50 calls)
+    python -m s5.app                          # newest checkpoints/*.pt, http://127.0.0.1:7860
+    python -m s5.app --checkpoint checkpoints/<run-id>.pt --port 8000
+    python -m s5.app --screenshot images/app.png   # draw a digit in headless Chromium, save a picture of the page
+    python -m s5.app --latency                     # the server's share of a stroke (median of 50 calls)
     python -m s5.bench --page                   # stroke-to-prediction in headless Chromium, end to end
 
 Draw with the mouse or a finger (or drop a photo of a digit) and the page shows, after every stroke: the predicted

@@ -424,6 +424,12 @@ def format_report(args, device, amp_dtype, speed, compile_s, runs, started: date
     return "\n".join(lines) + "\n"
 
 
+def page_sentence(figures: dict, report: Path) -> str:
+    """The README's line on the page's stroke-to-prediction time, from one ``--page`` measurement."""
+    return (f"median {figures[PAGE_MS]:.0f} ms, p90 {figures['page: the same, ms (90th percentile)']:.0f} ms over "
+            f"{figures['page: strokes timed']} strokes ([{report.as_posix()}]({report.as_posix()})).")
+
+
 def recipes_table(log_dir: Path) -> str:
     """The README's results table, one row per recipe and device: the medians of the newest full benchmark of that
     recipe on the CPU and on CUDA, read back from the runs' own CSVs (found anywhere under ``log_dir``) that its
@@ -487,14 +493,17 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now()
     if args.page:
         torch.manual_seed(0)
+        figures = measure_page(Net().eval(), strokes=20)
         report = "\n".join([f"### Page benchmark {started:%Y-%m-%d %H:%M}", "",
                             f"- Machine: **{machine_name(torch.device('cpu'))}**; torch {torch.__version__}",
                             f"- Command: `{' '.join(['python -m s5.bench', *sys.argv[1:]])}`", "",
-                            *format_inference(measure_page(Net().eval(), strokes=20))])
+                            *format_inference(figures)])
         out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}-page.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
         print(f"{report}\nReport: {out}")
+        if isinstance(figures[PAGE_MS], float) and Path(args.readme).is_file():  # measured: the README states it
+            update_readme_block(args.readme, "page", page_sentence(figures, out))
         return 0
     device = training.pick_device(args.device)
     gpu = device.type == "cuda"

@@ -110,7 +110,7 @@ class OnnxNet:
 
 
 def exported_net(checkpoint: str | Path) -> OnnxNet | None:
-    """The checkpoint's ONNX export beside it (``python export.py CHECKPOINT`` writes ``<name>.onnx``), when
+    """The checkpoint's ONNX export beside it (``python -m s5.export CHECKPOINT`` writes ``<name>.onnx``), when
     onnxruntime is installed and the export was made from this very file (export.py records its SHA-256: a
     checkpoint changed since, e.g. by --resume, keeps PyTorch); otherwise None."""
     path = Path(checkpoint).with_suffix(".onnx")

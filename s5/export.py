@@ -1,6 +1,6 @@
 """Export a trained Net to ONNX (dynamic batch) and a ``torch.export`` program, then check them on MNIST.
 
-    python export.py CHECKPOINT [--out DIR] [--data-dir data] [--no-verify] [--skip-compare] [--bench]
+    python -m s5.export CHECKPOINT [--out DIR] [--data-dir data] [--no-verify] [--skip-compare] [--bench]
 
 Writes ``DIR/<checkpoint name>.onnx`` (input ``images`` (N, 1, 28, 28) float, normalized as for training;
 output ``log_probs`` (N, 10)) and ``DIR/<checkpoint name>.pt2`` (``torch.export.load``-able); ``DIR``
