@@ -58,6 +58,7 @@ SPACES = {
         "batch_size": {"choices": [256, 512, 1024]},
         "lr": {"choices": [0.006, 0.008, 0.01, 0.012, 0.015, 0.02]}}},
 }
+MAX_FAILED_IN_A_ROW = 3  # a worker stops after this many failed trials in a row
 STEPS_PER_SEED = 1000  # the pruner compares trials at one step: step = seed's index * this + epoch's index
 
 
@@ -254,13 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         study.enqueue_trial(baseline, user_attrs={"baseline": True})
     deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
     print(f"Study {args.study!r}: {finished(study)} of {args.trials} trials done; this worker: {command}", flush=True)
+    failed_in_a_row = 0
     try:
         while finished(study) < args.trials and time.monotonic() < deadline:
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
                 break
             trial = study.ask(distributions)
             print(f"Trial {trial.number}: {trial.params}", flush=True)
-            print(f"Trial {trial.number} {run_trial(study, trial, args, space)}", flush=True)
+            outcome = run_trial(study, trial, args, space)
+            print(f"Trial {trial.number} {outcome}", flush=True)
+            failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
+            if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge: no endless loop
+                print(f"python -m s5.tune: error: {failed_in_a_row} trials in a row failed; their run logs in "
+                      f"{Path(args.log_dir) / 'studies' / args.study}/ say why", file=sys.stderr)
+                return 1
     except KeyboardInterrupt:
         print(f"Interrupted: the running trial is recorded as failed. Continue the study with: {command}",
               file=sys.stderr)

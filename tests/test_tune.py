@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -174,3 +175,18 @@ def test_two_workers_share_one_postgresql_study(place: Path) -> None:
             subprocess.run(stop, capture_output=True, timeout=120)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_worker_stops_after_three_failed_trials_in_a_row(place: Path, monkeypatch, capsys) -> None:
+    calls = []
+
+    def failing_run(argv, kind, record, on_epoch):  # a run that ends in error, as one diverging at once does
+        calls.append(record["trial"])
+        return 1, SimpleNamespace(run_id=f"run-{len(calls)}", csv=place / "absent.csv")
+
+    monkeypatch.chdir(place)
+    monkeypatch.setattr(tune.training, "run", failing_run)
+    assert tune.main(["--space", "space.json", "--study", "s", "--val", "128", "--trials", "10", "--",
+                      "--data-dir", "data", "--no-verify"]) == 1
+    assert calls == [0, 1, 2] and "3 trials in a row failed" in capsys.readouterr().err
+    assert [t.state for t in journal_study(place).trials] == [TrialState.FAIL] * 3
