@@ -23,13 +23,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from s5 import training
 from s5.mnist import atomic_write_bytes
-from s5.tune import UsageError, journal
+from s5.tune import UsageError, journal, journal_path
 
 
 def load(name: str, storage: str | None, log_dir: str) -> optuna.Study:
     """A study from --storage, or from the journal file `tune` writes by default (never created here)."""
     if storage is None:
-        path = Path(log_dir) / "studies" / f"{name}.journal"
+        path = journal_path(log_dir, name)
         if not path.is_file():
             raise UsageError(f"no study file {path}: run python -m s5.tune --study {name} first, or give --storage")
     try:

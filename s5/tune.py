@@ -100,9 +100,9 @@ def distribution(setting: str, spec: dict) -> optuna.distributions.BaseDistribut
     return FloatDistribution(low, high, log=bool(log))
 
 
-def open_study(args: argparse.Namespace, space: dict, create: bool = True) -> optuna.Study:
-    """The study named --study in --storage (default: the journal file beside its runs)."""
-    storage = args.storage or journal(Path(args.log_dir) / "studies" / f"{args.study}.journal")
+def open_study(args: argparse.Namespace, space: dict) -> optuna.Study:
+    """The study named --study in --storage (default: the journal file beside its runs), made if new."""
+    storage = args.storage or journal(journal_path(args.log_dir, args.study))
     sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}.get(args.sampler)
     if args.sampler == "grid":
         grid = {k: v.get("choices") for k, v in space["search"].items()}
@@ -121,6 +121,11 @@ def open_study(args: argparse.Namespace, space: dict, create: bool = True) -> op
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise UsageError(f"--storage {args.storage or storage}: cannot open the study ({first})") from None
             time.sleep(1 + attempt)  # workers started together race to create the database's tables: try again
+
+
+def journal_path(log_dir: str | Path, study: str) -> Path:
+    """Where a study lives by default: <log-dir>/studies/<study>.journal, beside its runs' folder."""
+    return Path(log_dir) / "studies" / f"{study}.journal"
 
 
 def journal(path: Path) -> optuna.storages.JournalStorage:

@@ -167,7 +167,7 @@ def png(width: int, height: int, *, kind: str = "1-bit", ink_rows: range = range
     bit_depth, colour, paper, ink = {"1-bit": (1, 0, b"\xff", b"\x00"), "16-bit": (16, 0, b"\xff\xff", b"\x00\x00"),
                                      "rgba": (8, 6, b"\xff\xff\xff\x00", b"\x00\x00\x00\xff")}[kind]
     if kind == "1-bit":  # eight pixels a byte
-        width, paper, ink = (width + 7) // 8, b"\xff", b"\x00"
+        width = (width + 7) // 8
     third = width // 3
     white = b"\x00" + paper * width  # filter byte 0, then the row
     inked = b"\x00" + paper * third + ink * (width - 2 * third) + paper * third

@@ -42,7 +42,7 @@ def tune_cmd(*flags: str, epochs: str = "1") -> list[str]:
 
 
 def journal_study(folder: Path) -> optuna.Study:
-    return optuna.load_study(study_name="s", storage=tune.journal(folder / "logs" / "studies" / "s.journal"))
+    return optuna.load_study(study_name="s", storage=tune.journal(tune.journal_path(folder / "logs", "s")))
 
 
 def check_runs(study: optuna.Study, run_dir: Path) -> list[str]:
