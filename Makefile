@@ -33,7 +33,7 @@ data: setup
 font-digits: setup
 	@missing="$$($(PY) -c "from s5 import realworld; print(*realworld.missing_fonts(realworld.TRAINING_FONTS))")"; \
 	test -z "$$missing" || (apt-get update && apt-get install -y $$missing)
-	$(PY) -m s5.realworld font-digits --data-dir data
+	$(PY) -m tools.realworld font-digits --data-dir data
 
 train: setup
 	$(PY) train.py $(ARGS)
@@ -46,26 +46,26 @@ lint: setup
 	$(PY) -m ruff check .
 
 bench: setup
-	$(PY) -m s5.bench $(ARGS)
+	$(PY) -m tools.bench $(ARGS)
 
 bench-quick: setup
-	$(PY) -m s5.bench --quick $(ARGS)
+	$(PY) -m tools.bench --quick $(ARGS)
 
 report: setup
-	$(PY) -m s5.report $(ARGS)
+	$(PY) -m tools.report $(ARGS)
 
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
 notebook: setup
-	$(PY) -m s5.report --notebook S5.ipynb $(ARGS)
+	$(PY) -m tools.report --notebook S5.ipynb $(ARGS)
 
-# An Optuna search on the validation split (s5/tune.py): ARGS="--space fast --trials 16 --seeds 1 2"; then
-# `python -m s5.study <study>` renders it into docs/studies/.
+# An Optuna search on the validation split (tools/tune.py): ARGS="--space fast --trials 16 --seeds 1 2"; then
+# `python -m tools.study <study>` renders it into docs/studies/.
 tune: setup
-	$(PY) -m s5.tune $(ARGS)
+	$(PY) -m tools.tune $(ARGS)
 
 # docs/experiments.md from the logged runs (logs/ and logs/archive.tar.xz): the tuning history, by question.
 experiments: setup
-	$(PY) -m s5.experiments $(ARGS)
+	$(PY) -m tools.experiments $(ARGS)
 
 # predict.py's reading on the project's real-world set (handwriting fonts from Debian packages + scikit-learn's scans):
 # installs the fonts (root, apt), builds realworld/ (git-ignored), writes logs/realworld-<date>.md and .png.
@@ -73,14 +73,14 @@ REAL_FONTS := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-sjfonts fo
 	fonts-dancingscript fonts-kaushanscript fonts-comic-neue
 eval-real: setup
 	dpkg -s $(REAL_FONTS) >/dev/null 2>&1 || (apt-get update && apt-get install -y $(REAL_FONTS))
-	test -f realworld/manifest.csv || $(PY) -m s5.realworld build
-	$(PY) -m s5.realworld eval --readme README.md $(ARGS)
+	test -f realworld/manifest.csv || $(PY) -m tools.realworld build
+	$(PY) -m tools.realworld eval --readme README.md $(ARGS)
 
 # The draw-a-digit page (s5/app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
 # extras (requirements-app.txt, also pulled in by requirements-dev.txt for the browser tests). ARGS="--checkpoint PATH --port N --host 0.0.0.0".
 app: setup
 	$(PY) -m pip install -r requirements-app.txt
-	$(PY) -m s5.app $(ARGS)
+	$(PY) -m tools.app $(ARGS)
 
 # One file to upload to Colab next to S5.ipynb: the committed modules (git archive: no data, no checkpoints).
 colab-zip:

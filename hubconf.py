@@ -25,7 +25,7 @@ def net(checkpoint: str | None = None, device: str = "cpu") -> Net:
     finite weights verified; a file that fails raises ``s5.checkpoint.CheckpointError`` with a one-line reason.
 
     Input: (N, 1, 28, 28) float images normalized with MNIST's mean 0.1307 and std 0.3081
-    (``s5.mnist.normalize`` does it for uint8 images); output: (N, 10) log-probabilities.
+    (``utils.normalize`` does it for uint8 images); output: (N, 10) log-probabilities.
     """
     if checkpoint is None:
         return Net().to(torch.device(device)).eval()

@@ -28,7 +28,7 @@ class Net(nn.Module):
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
             raise TypeError(f"Net expects a float tensor of shape (N, 1, 28, 28), normalized with MNIST's mean and "
                             f"std, got {got}; for uint8 images (a numpy array: torch.from_numpy first) use "
-                            "s5.mnist.normalize(images)")
+                            "utils.normalize(images)")
         if x.dtype != self.fc2.weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"Net's weights are {self.fc2.weight.dtype} and the input is {x.dtype}: use x.float()")
         if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:

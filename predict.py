@@ -3,7 +3,7 @@
     python predict.py IMAGE_OR_FOLDER... [--checkpoint PATH] [--json]
 
 Each image is made to look like an MNIST digit (see ``s5.image.preprocess``), then classified; answers whose
-probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When `python -m s5.export CHECKPOINT` has
+probability is below ``digits.UNCERTAIN_BELOW`` are marked uncertain. When `python -m tools.export CHECKPOINT` has
 written the checkpoint's ONNX file beside it and onnxruntime is installed (requirements-extras.txt), the Net runs
 in onnxruntime instead (the same digits, faster). From Python:
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {about}", file=sys.stderr)
     exported = digits.exported_net(checkpoint)  # its ONNX export, when there is one and onnxruntime is installed
     if exported is not None:
-        print(f"onnxruntime: {exported.path} (the export of this checkpoint by python -m s5.export)", file=sys.stderr)
+        print(f"onnxruntime: {exported.path} (the export of this checkpoint by python -m tools.export)", file=sys.stderr)
     paths = image.expand(args.images)
     entries = [{"file": str(p)} for p in paths]
     read = digits.read_images(paths)  # both cores for a large folder

@@ -1,6 +1,5 @@
 """Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, train/test
-loops, optimizer and schedules, the per-epoch history and its CSV, and plots; plain functions and small classes.
-MNIST is s5/mnist.py's, checkpoints s5/checkpoint.py's, a run's device and precision s5/training.py's."""
+loops, learning-rate schedules, the per-epoch history and its CSV, and plots; plain functions and small classes."""
 
 from __future__ import annotations
 
@@ -18,10 +17,18 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm  # text bars: they also render in saved notebooks
 
-from s5.mnist import CLASS_NAMES, atomic_write_bytes, normalize
-from s5.muon import Muon
+from s5.constants import CLASS_NAMES, MNIST_MEAN, MNIST_STD, SIDE
+from s5.files import atomic_write_bytes
 
 # --- Batches on the device, and augmentation as batched tensor math
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with
+    MNIST's mean/std. The one normalization of the package: the loader, the plots and predict.py use it."""
+    x = images.reshape(-1, 1, SIDE, SIDE)
+    x = x.float().div_(255) if images.dtype == torch.uint8 else x.float().clone()
+    return x.sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
 @dataclass(frozen=True)
@@ -300,21 +307,7 @@ def test(model: nn.Module, loader: DeviceLoader, log: Callable[[str], None] | No
     return result
 
 
-# --- Optimizer and learning-rate schedules
-
-
-def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.9,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum, AdamW (fused on a GPU), or Muon (s5/muon.py; AdamW for what it skips)."""
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}  # ~15 kernel launches fewer per step
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=momentum > 0, **fused)
-    if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
-    if name == "muon":
-        return Muon.for_model(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: use sgd, adamw or muon")
+# --- Learning-rate schedules
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Draw a digit in the browser and see what the trained Net sees (a Gradio page).
 
-    python -m s5.app                          # newest checkpoints/*.pt, http://127.0.0.1:7860
-    python -m s5.app --checkpoint checkpoints/<run-id>.pt --port 8000
-    python -m s5.app --screenshot images/app.png   # draw a digit in headless Chromium, save a picture of the page
-    python -m s5.app --latency                     # the server's share of a stroke (median of 50 calls)
-    python -m s5.bench --page                   # stroke-to-prediction in headless Chromium, end to end
+    python -m tools.app                          # newest checkpoints/*.pt, http://127.0.0.1:7860
+    python -m tools.app --checkpoint checkpoints/<run-id>.pt --port 8000
+    python -m tools.app --screenshot images/app.png   # draw a digit in headless Chromium, save a picture of the page
+    python -m tools.app --latency                     # the server's share of a stroke (median of 50 calls)
+    python -m tools.bench --page                   # stroke-to-prediction in headless Chromium, end to end
 
 Draw with the mouse or a finger (or drop a photo of a digit) and the page shows, after every stroke: the predicted
 digit, the 10 probabilities, the "uncertain" mark where predict.py would give one and the 28x28 image the Net
@@ -47,9 +47,9 @@ from PIL import Image, ImageDraw
 
 from s5 import digits, explain
 from s5.checkpoint import CheckpointError, load_given_or_newest
+from s5.cli import bounded
 from s5.image import load_gray, to_gray
-from s5.mnist import normalize
-from s5.training import bounded
+from utils import normalize
 
 MAX_UPLOAD = "20mb"  # a photo of a digit is a few MB; Gradio refuses larger uploads before reading them
 WORK_SIDE = 280  # drawings and photos are reduced to at most this (longer side, px) before preprocessing
@@ -424,11 +424,11 @@ def latency(net: torch.nn.Module, calls: int = 50) -> dict[str, float]:
 
 @contextlib.contextmanager
 def serving(checkpoint: str | Path, host: str = "127.0.0.1", timeout: float = 120) -> Iterator[str]:
-    """``python -m s5.app`` serving ``checkpoint`` on a free port of ``host`` in a subprocess, as a user starts it;
+    """``python -m tools.app`` serving ``checkpoint`` on a free port of ``host`` in a subprocess, as a user starts it;
     yields its URL once it answers and stops it on leaving. ``RuntimeError`` with its output if it does not start."""
     port = free_port(host)
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "s5.app", "--checkpoint", str(checkpoint), "--host", host,
+        proc = subprocess.Popen([sys.executable, "-m", "tools.app", "--checkpoint", str(checkpoint), "--host", host,
                                  "--port", str(port)], cwd=Path(__file__).resolve().parents[1], stdout=log,
                                 stderr=subprocess.STDOUT)
         url = f"http://{host}:{port}/"
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                         "Chromium (/usr/bin/chromium, Playwright), save the page to PNG and exit")
     parser.add_argument("--latency", action="store_true", help="print the server's share of a stroke (a drawn 7 "
                         "drawn again and analysed, median of 50 calls) and exit; needs no gradio. End to end in a "
-                        "browser: python -m s5.bench --page")
+                        "browser: python -m tools.bench --page")
     args = parser.parse_args(argv)
     try:
         net, checkpoint, about = load_given_or_newest(args.checkpoint)
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency:
         t = latency(net)
         print(f"server's share of a stroke: median {t['median_ms']:.1f} ms, 90th percentile {t['p90_ms']:.1f} ms over "
-              f"{t['calls']} calls (1 thread, {Path(checkpoint).name}); end to end: python -m s5.bench --page")
+              f"{t['calls']} calls (1 thread, {Path(checkpoint).name}); end to end: python -m tools.bench --page")
         return 0
     try:
         import gradio  # noqa: F401

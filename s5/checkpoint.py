@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import time
 import zipfile
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from model import Net
-from s5.mnist import atomic_write_bytes
+from s5.files import atomic_write_bytes, process_is_gone
 
 CHECKPOINT_FORMAT = "s5-mnist-checkpoint-v2"  # v2: the run's full settings as plain dicts ("settings", "augment")
 OLDER_FORMATS = ("s5-mnist-checkpoint-v1",)  # their weights still load; their runs cannot be resumed
@@ -94,17 +93,6 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
-
-
-def process_is_gone(pid: int) -> bool:
-    """Whether no process of this id runs on this machine (a file it left behind is nobody's now)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it runs, under another user
-        return False
-    return False
 
 
 def remove_stale_temp_files(folder: str | Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:

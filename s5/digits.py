@@ -1,7 +1,7 @@
 """Predictions with a trained Net on MNIST-style digits, and the digits of image files as tensors.
 
 The library behind predict.py (it never imports a script); the reading and preprocessing itself is s5/image.py's
-(no torch: ``python -m s5.onnx_predict`` reads files with it too). From Python:
+(no torch: ``python -m tools.onnx_predict`` reads files with it too). From Python:
 
     from s5 import digits
     from s5.checkpoint import load_trained_net
@@ -24,9 +24,9 @@ from PIL import Image
 
 from s5 import image
 from s5.checkpoint import file_sha256
-from s5.image import SIDE, ImageError  # ImageError: what read_image(s) raise, for digits' callers
-from s5.mnist import normalize
-from s5.onnx_predict import UNCERTAIN_BELOW  # one threshold for both command lines, chosen on the real-world set
+from s5.constants import SIDE, UNCERTAIN_BELOW
+from s5.image import ImageError  # what read_image(s) raise, for digits' callers
+from utils import normalize
 
 SOURCE_KEY = "source_checkpoint_sha256"  # export.py records in an ONNX file which checkpoint bytes it was made from
 
@@ -110,7 +110,7 @@ class OnnxNet:
 
 
 def exported_net(checkpoint: str | Path) -> OnnxNet | None:
-    """The checkpoint's ONNX export beside it (``python -m s5.export CHECKPOINT`` writes ``<name>.onnx``), when
+    """The checkpoint's ONNX export beside it (``python -m tools.export CHECKPOINT`` writes ``<name>.onnx``), when
     onnxruntime is installed and the export was made from this very file (export.py records its SHA-256: a
     checkpoint changed since, e.g. by --resume, keeps PyTorch); otherwise None."""
     path = Path(checkpoint).with_suffix(".onnx")

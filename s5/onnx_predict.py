@@ -1,7 +1,7 @@
 """Predict MNIST digits with a model written by export.py, using onnxruntime, numpy, Pillow and OpenCV (no torch).
 
     pip install onnxruntime numpy pillow opencv-python-headless
-    python -m s5.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...   # image files, folders, or .npy arrays (N, 28, 28)
+    python -m tools.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...   # image files, folders, or .npy arrays (N, 28, 28)
 
 Image files are read as predict.py reads them (s5/image.py: the digit found, cropped, its pen and slant brought to
 MNIST's, centred in 28x28), so both give the same digits and flag the same answers uncertain; a .npy array must hold
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from s5 import image
-from s5.image import MNIST_MEAN, MNIST_STD, ImageError
+from s5.constants import MNIST_MEAN, MNIST_STD, UNCERTAIN_BELOW
+from s5.image import ImageError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-UNCERTAIN_BELOW = 0.7  # a top probability below this is reported as uncertain, here and by predict.py
 
 
 def load(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
@@ -47,7 +47,7 @@ def load(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
             or list(outputs[0].shape)[-1:] != [10]):
         shapes = lambda nodes: ", ".join(str(list(n.shape)) for n in nodes)  # noqa: E731
         raise ValueError(f"its inputs are {shapes(inputs)} and outputs {shapes(outputs)}, not one (N, 1, 28, 28) "
-                         "input and one (N, 10) output: not an export of this Net (make one with python -m s5.export)")
+                         "input and one (N, 10) output: not an export of this Net (make one with python -m tools.export)")
     return session
 
 
@@ -103,7 +103,7 @@ def read_all(paths: list[Path]) -> list[np.ndarray | ImageError]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2 or args[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0] + "\nusage: python -m s5.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...",
+        print(__doc__.strip().splitlines()[0] + "\nusage: python -m tools.onnx_predict MODEL.onnx IMAGE_OR_FOLDER...",
               file=sys.stderr)
         return 0 if args[:1] in (["-h"], ["--help"]) else 2
     try:

@@ -1,8 +1,8 @@
 """The project's own real-world digit set: image files a user would have, never trained on.
 
-    python -m s5.realworld build [--out realworld/]       # writes the images and realworld/manifest.csv
-    python -m s5.realworld eval [--checkpoint PATH]       # predict.py's path on them; logs/realworld-<date>.md
-    python -m s5.realworld font-digits [--data-dir data]  # training digits from OTHER fonts (train.py --font-digits)
+    python -m tools.realworld build [--out realworld/]       # writes the images and realworld/manifest.csv
+    python -m tools.realworld eval [--checkpoint PATH]       # predict.py's path on them; logs/realworld-<date>.md
+    python -m tools.realworld font-digits [--data-dir data]  # training digits from OTHER fonts (train.py --font-digits)
 
 Sources: handwriting fonts from Debian font packages, rendered like scans and phone photos in five
 categories (clean, shadow, thin_pen, low_contrast, large_photo), and the real handwritten 8x8 scans that
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from s5 import digits, runs
+from s5 import digits
 from s5.checkpoint import CheckpointError, load_given_or_newest
+from s5.files import update_block
 from s5.mnist import FONT_DIGITS_FILES, font_digits_dir, write_idx
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
@@ -282,7 +283,7 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None
     bad = next((r for r in rows if r["label"] not in {str(d) for d in range(10)}), None)
     if bad is not None:
         raise ValueError(f"{out / 'manifest.csv'}: {bad['file']} has the label {bad['label']!r}, not a digit 0-9; "
-                         "build the set again with `python -m s5.realworld build`")
+                         "build the set again with `python -m tools.realworld build`")
     labels = np.array([int(r["label"]) for r in rows])
     right = np.array([i in preds and preds[i].digit == labels[i] for i in range(len(rows))])
     top3 = np.array([i in preds and labels[i] in [d for d, _ in preds[i].top3] for i in range(len(rows))])
@@ -294,7 +295,7 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None
                for c in (*CATEGORIES, "scan") if any(r["category"] == c for r in rows)]
     t = digits.UNCERTAIN_BELOW
     lines = [f"# Real-world set: predict.py's accuracy ({datetime.now():%Y-%m-%d %H:%M})", "",
-             f"Checkpoint `{path}`; {len(rows)} images from `{out}` (built by `python -m s5.realworld build`); "
+             f"Checkpoint `{path}`; {len(rows)} images from `{out}` (built by `python -m tools.realworld build`); "
              f"{len(rows) - len(ok)} could not be read. Uncertain: top probability < {t}.", "",
              "| group | images | accuracy | top-3 | flagged uncertain | accuracy when not flagged |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -319,8 +320,8 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None
     print(f"wrote {report} and {report.with_suffix('.png')}")
     if readme is not None:  # the summary table and the picture, into the README's realworld block
         table = lines[2:lines.index("", 4) + 1]  # the checkpoint line and the summary table
-        runs.update_readme_block(readme, "realworld", "\n".join([
-            f"From `{report.as_posix()}` (`python -m s5.realworld eval`):", "", *table,
+        update_block(readme, "realworld", "\n".join([
+            f"From `{report.as_posix()}` (`python -m tools.realworld eval`):", "", *table,
             f"![Real-world inputs and the 28x28 the Net sees]({report.with_suffix('.png').as_posix()})"]))
     return report
 
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         return 0 if build(args.out, args.per_font, args.sklearn, args.seed, args.limit) else 1
     if not (args.out / "manifest.csv").is_file():
-        print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python -m s5.realworld build` first",
+        print(f"realworld.py: error: no {args.out / 'manifest.csv'}; run `python -m tools.realworld build` first",
               file=sys.stderr)
         return 2
     try:

@@ -1,9 +1,9 @@
 """Regenerate README.md's model and results sections and images/*.png from one logged run (`make report`).
 
-    python -m s5.report                   # the newest finished run in logs/ that has a checkpoint
-    python -m s5.report --replace         # ... even when the README shows another run's results
-    python -m s5.report --run 20261124-101500
-    python -m s5.report --notebook S5.ipynb   # first run the notebook (it trains), then report on its run
+    python -m tools.report                   # the newest finished run in logs/ that has a checkpoint
+    python -m tools.report --replace         # ... even when the README shows another run's results
+    python -m tools.report --run 20261124-101500
+    python -m tools.report --notebook S5.ipynb   # first run the notebook (it trains), then report on its run
 
 Nothing is typed by hand: the tables come from torchsummary, the receptive-field walk, the run's CSV, and the
 run's checkpoint evaluated again on the full 10k test set (which must reproduce the logged accuracy).
@@ -27,6 +27,7 @@ import utils
 from model import Net
 from s5 import explain, runs
 from s5.checkpoint import CheckpointError, NoCheckpointError, load_checkpoint, load_model_state
+from s5.files import update_block
 from s5.mnist import MNIST_MD5, MnistData, MnistError, load_mnist
 
 
@@ -200,9 +201,9 @@ def write_readme(readme: Path, report: RunReport) -> None:
     table = io.StringIO()
     with redirect_stdout(table):
         summary(Net(), (1, 28, 28), device="cpu")
-    runs.update_readme_block(readme, "summary", f"```text\n{table.getvalue().rstrip()}\n```")
-    runs.update_readme_block(readme, "rf", explain.receptive_field_table(explain.receptive_field(Net())))
-    runs.update_readme_block(readme, "results", results_section(report))
+    update_block(readme, "summary", f"```text\n{table.getvalue().rstrip()}\n```")
+    update_block(readme, "rf", explain.receptive_field_table(explain.receptive_field(Net())))
+    update_block(readme, "results", results_section(report))
 
 
 def main(argv: list[str] | None = None) -> int:

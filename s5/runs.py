@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tqdm import tqdm
 
 import utils
-from s5.mnist import atomic_write_bytes
+from s5.files import atomic_write_bytes
 
 
 class RunLog:
@@ -186,12 +186,3 @@ def read_run_info(path: str | Path) -> dict:
         return {}
 
 
-def update_readme_block(readme: str | Path, name: str, content: str) -> None:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` atomically (no marker: an error)."""
-    readme = Path(readme)
-    text = readme.read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} ... {end} block to regenerate; add the two markers")
-    head, rest = text.split(start, 1)
-    atomic_write_bytes(readme, f"{head}{start}\n{content.rstrip()}\n{end}{rest.split(end, 1)[1]}".encode())

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from test_predict import draw_digit, drawn_dataset, one_thread
 
+import utils
 from model import Net
-from s5 import app, checkpoint, digits, explain, mnist
+from s5 import app, checkpoint, digits, explain
 from s5.image import to_gray
 
 CHROMIUM = app.CHROMIUM
@@ -44,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
         cached = []
         hook = net.fc1.register_forward_hook(lambda module, inputs, output: cached.append(inputs[0]))
         with torch.no_grad():
-            net(mnist.normalize(images))
+            net(utils.normalize(images))
         hook.remove()
         optimizer = torch.optim.Adam([*net.fc1.parameters(), *net.fc2.parameters()], lr=3e-3)
         generator = torch.Generator().manual_seed(0)
@@ -232,7 +233,7 @@ def test_a_huge_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path
 
 
 def run_app(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "s5.app", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tools.app", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 

@@ -135,7 +135,7 @@ def test_loader_swaps_a_share_of_images_for_extra_ones_with_their_labels(device,
     assert len(full) == len(loader) == 16 and len(y) == 512
     swapped = y == 10
     assert 0.17 < swapped.float().mean() < 0.33
-    blank = float(mnist.normalize(torch.zeros(1, 28, 28)).flatten()[0])
+    blank = float(utils.normalize(torch.zeros(1, 28, 28)).flatten()[0])
     assert torch.all(x[swapped] == blank) and torch.all(x[~swapped].amax((1, 2, 3)) > blank)
     for (xa, ya), (xb, yb) in zip(full[5:], loader.batches(epoch=2, start=5), strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -154,7 +154,7 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     blocks = "".join(f"<!-- {b}:start -->\nold\n<!-- {b}:end -->\n" for b in ("summary", "rf", "results"))
     readme.write_text("# Title\n" + blocks + "tail\n")
     run_dir = reference_run.parent.parent
-    cmd = [sys.executable, "-m", "s5.report", "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
+    cmd = [sys.executable, "-m", "tools.report", "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
            str(run_dir / "ckpt"), "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"),
            "--readme", str(readme)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -184,7 +184,7 @@ def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unaske
     readme = tmp_path / "README.md"
     committed = "<!-- results:start -->\nRun `20200101-000000` (`python train.py`), ...\n<!-- results:end -->\n"
     readme.write_text(committed)
-    base = [sys.executable, "-m", "s5.report", "--log-dir", str(logs), "--checkpoint-dir", str(ckpts),
+    base = [sys.executable, "-m", "tools.report", "--log-dir", str(logs), "--checkpoint-dir", str(ckpts),
             "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"), "--readme", str(readme)]
     refused = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert refused.returncode == 1 and f"run {run_id}: the newest finished training run" in refused.stdout
@@ -205,7 +205,7 @@ def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unaske
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, device: str) -> None:
-    cmd = [sys.executable, "-m", "s5.bench", "--quick", "--data-dir", str(cli_mnist), "--no-verify",
+    cmd = [sys.executable, "-m", "tools.bench", "--quick", "--data-dir", str(cli_mnist), "--no-verify",
            "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"), "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -253,7 +253,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
 
 
 def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Path) -> None:
-    from s5 import bench
+    from tools import bench
 
     def history(accuracies: list[float], seconds: list[float]) -> utils.History:
         h = utils.History()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from s5 import experiments
+from tools import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "epoch,lr,train_loss,train_acc,{0}_loss,{0}_acc,{0}_correct,{0}_total,seconds\n"
@@ -128,4 +128,4 @@ def test_committed_document_is_what_the_command_generates(tmp_path, monkeypatch)
     out = tmp_path / "experiments.md"
     experiments.main(["--out", str(out)])
     assert out.read_text() == (ROOT / "docs" / "experiments.md").read_text(), (
-        "docs/experiments.md is stale: run `make experiments` (python -m s5.experiments)")
+        "docs/experiments.md is stale: run `make experiments` (python -m tools.experiments)")

@@ -26,7 +26,7 @@ def evaluated(net: Net, tiny_mnist: tuple[Path, dict[str, str]]) -> tuple[mnist.
 
 
 def one_image(seed: int = 0) -> torch.Tensor:
-    return mnist.normalize(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8,
+    return utils.normalize(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8,
                                          generator=torch.Generator().manual_seed(seed)))
 
 
@@ -53,7 +53,7 @@ def test_feature_maps_are_what_the_net_computes(net: Net) -> None:
     # a uint8 image is normalized first
     raw = torch.randint(0, 256, (28, 28), dtype=torch.uint8)
     torch.testing.assert_close(explain.feature_maps(net, raw)["conv4"],
-                               explain.feature_maps(net, mnist.normalize(raw))["conv4"])
+                               explain.feature_maps(net, utils.normalize(raw))["conv4"])
 
 
 def test_saliency_shape_sign_and_gradient(net: Net) -> None:

@@ -46,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run_export(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "s5.export", *map(str, args)]
+    cmd = [sys.executable, "-m", "tools.export", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
@@ -72,7 +72,7 @@ def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp
     session = onnx_predict.load(onnx_path)
     program = torch.export.load(str(program_path)).module()
     for n in (1, 5, 128):
-        x = mnist.normalize(data.test_images[:n])
+        x = utils.normalize(data.test_images[:n])
         expected = export.torch_log_probs(net, x)
         assert export.ort_log_probs(session, x).shape == (n, 10)
         assert np.abs(export.ort_log_probs(session, x) - expected).max() <= export.TOLERANCE
@@ -153,7 +153,7 @@ NO_TORCH = """
 import runpy, sys
 sys.modules["torch"] = None  # any `import torch` now fails
 try:
-    runpy.run_module("s5.onnx_predict", run_name="__main__")  # as `python -m s5.onnx_predict ARGS` runs it
+    runpy.run_module("tools.onnx_predict", run_name="__main__")  # as `python -m tools.onnx_predict ARGS` runs it
 finally:
     assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m], "torch was imported"
 """
@@ -171,7 +171,7 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(tmp_path / "digits.npy"),
                            str(tmp_path / "dark-on-light.png")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    expected = checkpoint.load_trained_net(ckpt)(mnist.normalize(images)).argmax(dim=1).tolist()
+    expected = checkpoint.load_trained_net(ckpt)(utils.normalize(images)).argmax(dim=1).tolist()
     lines = proc.stdout.strip().splitlines()
     assert [int(line.split(": ")[1].split()[0]) for line in lines[:20]] == expected
     assert lines[0].startswith("digits.npy[0]: ") or lines[0].startswith(f"{tmp_path / 'digits.npy'}[0]: ")

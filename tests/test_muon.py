@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import utils
 from model import Net
+from s5 import training
 from s5.muon import Muon, hidden_matrices, orthogonalize
 
 
@@ -35,7 +36,7 @@ def test_muon_trains_the_hidden_weight_matrices_and_adamw_the_rest() -> None:
     names = {id(p): n for n, p in net.named_parameters()}
     assert [names[id(p)] for p in hidden_matrices(net)] == ["conv2.weight", "conv3.weight", "conv4.weight",
                                                             "fc1.weight"]
-    optimizer = utils.make_optimizer(net, "muon", lr=1e-3, momentum=0.9, weight_decay=0.01)
+    optimizer = training.make_optimizer(net, "muon", lr=1e-3, momentum=0.9, weight_decay=0.01)
     muon_group, adamw_group = optimizer.param_groups
     assert muon_group["muon"] and not adamw_group["muon"] and muon_group["momentum"] == 0.9
     assert len(muon_group["params"]) + len(adamw_group["params"]) == len(list(net.parameters()))
@@ -65,7 +66,7 @@ def test_muon_learns_under_onecycle_and_resumes_exactly() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
     net = Net()
-    optimizer = utils.make_optimizer(net, "muon", lr=1e-2, momentum=0.95, weight_decay=1e-4)
+    optimizer = training.make_optimizer(net, "muon", lr=1e-2, momentum=0.95, weight_decay=1e-4)
     schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=20)
     first = loss_of(net, x, y).item()
 
@@ -85,7 +86,7 @@ def test_muon_learns_under_onecycle_and_resumes_exactly() -> None:
 
     resumed = Net()
     resumed.load_state_dict(saved[0])
-    resumed_optimizer = utils.make_optimizer(resumed, "muon", lr=1e-2, momentum=0.95, weight_decay=1e-4)
+    resumed_optimizer = training.make_optimizer(resumed, "muon", lr=1e-2, momentum=0.95, weight_decay=1e-4)
     resumed_schedule = utils.make_schedule("onecycle", resumed_optimizer, epochs=1, steps_per_epoch=20)
     resumed_optimizer.load_state_dict(saved[1])
     resumed_schedule.scheduler.load_state_dict(saved[2])

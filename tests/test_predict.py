@@ -24,8 +24,9 @@ from conftest import ROOT, synthetic_digits
 from PIL import Image, ImageDraw
 
 import predict
+import utils
 from model import Net
-from s5 import checkpoint, digits, mnist
+from s5 import checkpoint, digits
 
 CLASSES = (0, 1, 7)
 
@@ -108,7 +109,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
     torch.manual_seed(0)
     net = Net().eval()
     images, labels = drawn_dataset(200, seed=0)
-    x = mnist.normalize(images)
+    x = utils.normalize(images)
     with one_thread():
         cached = []
         hook = net.fc1.register_forward_hook(lambda module, inputs, output: cached.append(inputs[0]))
@@ -329,7 +330,7 @@ def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
     (torch.zeros(4, 3, 28, 28, dtype=torch.uint8), r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 3, 28, 28\)"),
     (torch.zeros(784, dtype=torch.uint8), r"got \(784,\)"),
     (torch.full((2, 28, 28), 255.0), r"float images must be in \[0, 1\]"),
-    (mnist.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)), r"float images must be in \[0, 1\]"),
+    (utils.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)), r"float images must be in \[0, 1\]"),
     (torch.zeros(2, 28, 28, dtype=torch.int64), "must be uint8"),
 ])
 def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> None:

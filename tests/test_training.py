@@ -41,7 +41,7 @@ def test_train_learns_and_reports_like_the_seed(device) -> None:
     torch.manual_seed(0)
     model, loader = Net().to(device), tiny_loader(256, batch_size=32, device=device, shuffle=True,
                                                   augment=utils.Augment())
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.05)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.05)
     lines: list[str] = []
     first = utils.train(model, loader, optimizer, epoch=1, log=lines.append, progress=False)
     for epoch in range(2, 5):
@@ -56,7 +56,7 @@ def test_train_learns_and_reports_like_the_seed(device) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_train_stops_after_the_current_step_when_asked(device) -> None:
     model, loader = Net().to(device), tiny_loader(64, batch_size=16, device=device, shuffle=True)
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.01)
     calls = []
     totals = utils.train(model, loader, optimizer, epoch=1, should_stop=lambda: calls.append(1) or len(calls) >= 2,
                          progress=False)
@@ -68,7 +68,7 @@ def test_train_stops_after_the_current_step_when_asked(device) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_finite_loss_names_epoch_and_batch(device) -> None:
     model, loader = Net().to(device), tiny_loader(64, batch_size=16, device=device)
-    optimizer = utils.make_optimizer(model, "sgd", lr=1e30)  # diverges at once
+    optimizer = training.make_optimizer(model, "sgd", lr=1e30)  # diverges at once
     with pytest.raises(utils.NonFiniteLossError, match=r"epoch 3, batch \d") as info:
         utils.train(model, loader, optimizer, epoch=3, progress=False)
     assert info.value.epoch == 3
@@ -76,7 +76,7 @@ def test_non_finite_loss_names_epoch_and_batch(device) -> None:
 
 def test_schedulers() -> None:
     model = Net()
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.01)
     step = utils.make_schedule("step", optimizer, epochs=5, steps_per_epoch=10, step_size=2, gamma=0.1)
     assert not step.per_batch
     lrs = []
@@ -86,7 +86,7 @@ def test_schedulers() -> None:
         step.after_batch()  # StepLR ignores batches ...
         step.after_epoch()  # ... and steps once per epoch
     assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])  # the seed's log
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.1)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.1)
     onecycle = utils.make_schedule("onecycle", optimizer, epochs=2, steps_per_epoch=10)
     assert onecycle.per_batch
     seen = []
@@ -104,7 +104,7 @@ def test_pct_start_sets_where_the_one_cycle_peaks() -> None:
     """``pct_start``: the fraction of the OneCycle steps spent rising to the peak learning rate."""
 
     def peak_step(warmup: float) -> int:
-        optimizer = utils.make_optimizer(Net(), "adamw", lr=0.01)
+        optimizer = training.make_optimizer(Net(), "adamw", lr=0.01)
         schedule = utils.make_schedule("onecycle", optimizer, epochs=1, steps_per_epoch=40, pct_start=warmup)
         lrs = []
         for _ in range(40):
@@ -171,7 +171,7 @@ def test_new_run_never_reuses_files(tmp_path: Path) -> None:
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = Net()
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.1)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.1)
     schedule = utils.make_schedule("onecycle", optimizer, epochs=2, steps_per_epoch=10)
     path = checkpoint.save_checkpoint(tmp_path / "c.pt", model=model, optimizer=optimizer,
                                       scheduler=schedule.scheduler, epoch=2, history=make_history().to_dict(),
@@ -270,7 +270,7 @@ def test_an_image_given_as_checkpoint_is_not_called_dangerous(tmp_path: Path) ->
 def test_fp16_training_uses_a_gradient_scaler_and_stays_finite(device) -> None:
     torch.manual_seed(0)
     model, loader = Net().to(device), tiny_loader(64, batch_size=32, device=device, shuffle=True)
-    optimizer = utils.make_optimizer(model, "sgd", lr=0.01)
+    optimizer = training.make_optimizer(model, "sgd", lr=0.01)
     totals = utils.train(model, loader, optimizer, epoch=1, amp_dtype=torch.float16, progress=False)
     assert totals.batches == 2 and torch.isfinite(torch.tensor(totals.loss))
     assert all(torch.isfinite(p).all() for p in model.parameters())

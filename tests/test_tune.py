@@ -1,4 +1,4 @@
-"""python -m s5.tune and python -m s5.study: real Optuna studies on tiny data, several workers, interruptions,
+"""python -m tools.tune and python -m tools.study: real Optuna studies on tiny data, several workers, interruptions,
 a real PostgreSQL server where one can start."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pytest
 from conftest import write_mnist
 from optuna.trial import TrialState
 
-from s5 import study as study_cli
-from s5 import training, tune
+from s5 import training
+from tools import study as study_cli
+from tools import tune
 
 SPACE = {"recipe": "fast", "search": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
 RECIPE = {"lr": training.RECIPES["fast"]["lr"]}  # the recipe's own value: trial 0 of every study
@@ -37,7 +38,7 @@ def place(tmp_path: Path) -> Path:
 
 
 def tune_cmd(*flags: str, epochs: str = "1") -> list[str]:
-    return [sys.executable, "-m", "s5.tune", "--space", "space.json", "--study", "s", "--val", "128", *flags, "--",
+    return [sys.executable, "-m", "tools.tune", "--space", "space.json", "--study", "s", "--val", "128", *flags, "--",
             "--data-dir", "data", "--no-verify", "--epochs", epochs, "--checkpoint-dir", "ck"]
 
 
@@ -112,7 +113,7 @@ def test_a_trial_whose_worker_died_is_marked_failed(tmp_path: Path) -> None:
 ])
 def test_usage_errors_are_one_line(place: Path, argv: list[str], message: str) -> None:
     (place / "bad.json").write_text(json.dumps({"recipe": "fast", "search": {"colour": {"choices": [1]}}}))
-    result = subprocess.run([sys.executable, "-m", "s5.tune", *argv], cwd=place, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "tools.tune", *argv], cwd=place, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (place / "logs" / "studies" / "nope.journal").exists()

@@ -1,6 +1,6 @@
 """Correctness on a CUDA GPU with the real MNIST (about a minute on an H100):
 
-    python -m s5.gpu_checks   # from the repository root; logs in logs/gpu-checks/
+    python -m tools.gpu_checks   # from the repository root; logs in logs/gpu-checks/
 
 --amp bf16, fp16 and off each train one epoch (--recipe fast); then, for bf16 and off, a 3-epoch --recipe gpu run
 is interrupted with Ctrl-C (SIGINT) in epoch 2, resumed with the command it printed, and its CSV compared with an

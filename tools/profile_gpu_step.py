@@ -1,6 +1,6 @@
 """Where a GPU training step's time goes: torch.profiler over 48 steps of --recipe gpu (needs a CUDA GPU).
 
-    python -m s5.profile_gpu_step   # from the repository root; prints the top kernels and host-side calls
+    python -m tools.profile_gpu_step   # from the repository root; prints the top kernels and host-side calls
 
 Compare "Self CUDA time total" (what the GPU computes) with the unprofiled wall time printed last: the gap is the
 host launching kernels (each cudaLaunchKernel costs microseconds; a step launches about a hundred).
@@ -22,7 +22,7 @@ def main() -> None:
     r = T.RECIPES["gpu"]
     bs = r["batch_size"]
     model = Net().to(dev, memory_format=torch.channels_last)
-    opt = utils.make_optimizer(model, "adamw", lr=r["lr"], weight_decay=r["weight_decay"])
+    opt = T.make_optimizer(model, "adamw", lr=r["lr"], weight_decay=r["weight_decay"])
     loader = utils.DeviceLoader(data.train_images[: bs * 48], data.train_labels[: bs * 48], bs, shuffle=True,
                                 augment=utils.Augment.from_settings(r), seed=1, chunk=T.augment_chunk(dev, bs))
     sched = utils.make_schedule("onecycle", opt, epochs=3, steps_per_epoch=len(loader))

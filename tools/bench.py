@@ -1,9 +1,9 @@
 """Benchmark: speed side by side on one device, then the default, fast and seed recipes over 3 seeds on the full MNIST.
 
-    python -m s5.bench                # full: throughput + 3 seeds of each recipe; writes logs/bench-<date>[-cuda].md
-    python -m s5.bench --device cuda  # on a GPU: the GPU recipes too, and a torch.compile row
-    python -m s5.bench --quick        # seconds: proves the whole benchmark runs (used by the tests)
-    python -m s5.bench --page         # the draw-a-digit page alone, end to end in Chromium: logs/bench-<date>-page.md
+    python -m tools.bench                # full: throughput + 3 seeds of each recipe; writes logs/bench-<date>[-cuda].md
+    python -m tools.bench --device cuda  # on a GPU: the GPU recipes too, and a torch.compile row
+    python -m tools.bench --quick        # seconds: proves the whole benchmark runs (used by the tests)
+    python -m tools.bench --page         # the draw-a-digit page alone, end to end in Chromium: logs/bench-<date>-page.md
 
 Throughput, same batch size (the device's recipe's), same device, same run:
   (a) the seed-style pipeline: torchvision PIL transforms in a DataLoader with 2 workers (as in Colab), fp32
@@ -41,10 +41,12 @@ from PIL import Image
 import utils
 from model import Net
 from s5 import checkpoint, digits, training
+from s5.cli import bounded
+from s5.constants import MNIST_MEAN, MNIST_STD
+from s5.files import update_block
 from s5.image import usable_cores
-from s5.mnist import MNIST_MD5, MNIST_MEAN, MNIST_STD, MnistData, load_mnist, normalize
-from s5.runs import update_readme_block
-from s5.training import bounded
+from s5.mnist import MNIST_MD5, MnistData, load_mnist
+from utils import normalize
 
 
 def seed_style_loader(data_dir: str, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
@@ -109,7 +111,7 @@ def measure_throughput(data: MnistData, args: argparse.Namespace, device: torch.
 
     def recipe_model_and_optimizer() -> tuple[Net, torch.optim.Optimizer]:
         model = Net().to(device, memory_format=torch.channels_last)
-        return model, utils.make_optimizer(model, recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
+        return model, training.make_optimizer(model, recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
                                            weight_decay=recipe["weight_decay"])
 
     model, optimizer = recipe_model_and_optimizer()
@@ -287,7 +289,7 @@ def measure_page(net: Net, strokes: int) -> dict[str, float | str]:
     figures: dict[str, float | str] = {"page: the server's share of a stroke, ms (median)": app.latency(
         net, calls=50 if strokes else 3)["median_ms"]}
     if not strokes:
-        return figures | {PAGE_MS: "not measured in --quick: python -m s5.bench --page"}
+        return figures | {PAGE_MS: "not measured in --quick: python -m tools.bench --page"}
     try:
         import gradio  # noqa: F401
         import playwright  # noqa: F401
@@ -317,7 +319,7 @@ def measure_inference(data: MnistData, quick: bool) -> dict[str, float | str]:
             for row in export.inference_speed(net, images[:2000] if quick else images,
                                               min_seconds=0.05 if quick else 2.0):
                 figures[f"{row.runtime} img/s, batch {row.batch_size}"] = row.images_per_second
-            # predict.py runs a checkpoint's export (python -m s5.export CHECKPOINT) when onnxruntime is installed
+            # predict.py runs a checkpoint's export (python -m tools.export CHECKPOINT) when onnxruntime is installed
             runners.append((", onnxruntime", digits.OnnxNet(export.export_onnx(net, Path(tmp) / "net.onnx"))))
         except ImportError as exc:
             figures["onnxruntime vs PyTorch"] = f"skipped: {exc} (pip install -r requirements-extras.txt)"
@@ -383,7 +385,7 @@ def format_report(args, device, amp_dtype, speed, compile_s, runs, started: date
         f"- Machine: **{machine_name(device)}** ({device.type}); torch {torch.__version__}; "
         f"training precision: {str(amp_dtype).replace('torch.', '') if amp_dtype else 'fp32'}, channels_last; "
         f"batch size {args.batch_size} (recipe `{args.throughput_recipe}`)",
-        f"- Command: `{' '.join(['python -m s5.bench', *sys.argv[1:]])}`",
+        f"- Command: `{' '.join(['python -m tools.bench', *sys.argv[1:]])}`",
         "",
         "| pipeline (same run, same device, same batch size) | img/s |",
         "|---|---:|",
@@ -487,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("train_args", nargs="*", help="extra train.py flags after --, e.g. -- --epochs 1")
     args = p.parse_args(argv)
     if args.table_only:
-        update_readme_block(args.readme, "recipes", recipes_table(Path(args.log_dir)))
+        update_block(args.readme, "recipes", recipes_table(Path(args.log_dir)))
         print(f"{args.readme}: results table regenerated from {args.log_dir}/bench-*.md")
         return 0
     started = datetime.now()
@@ -496,14 +498,14 @@ def main(argv: list[str] | None = None) -> int:
         figures = measure_page(Net().eval(), strokes=20)
         report = "\n".join([f"### Page benchmark {started:%Y-%m-%d %H:%M}", "",
                             f"- Machine: **{machine_name(torch.device('cpu'))}**; torch {torch.__version__}",
-                            f"- Command: `{' '.join(['python -m s5.bench', *sys.argv[1:]])}`", "",
+                            f"- Command: `{' '.join(['python -m tools.bench', *sys.argv[1:]])}`", "",
                             *format_inference(figures)])
         out = Path(args.log_dir) / f"bench-{started:%Y%m%d-%H%M%S}-page.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
         print(f"{report}\nReport: {out}")
         if isinstance(figures[PAGE_MS], float) and Path(args.readme).is_file():  # measured: the README states it
-            update_readme_block(args.readme, "page", page_sentence(figures, out))
+            update_block(args.readme, "page", page_sentence(figures, out))
         return 0
     device = training.pick_device(args.device)
     gpu = device.type == "cuda"
@@ -540,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Report: {out}")
     # a full run with recipes (not --seeds alone: speed only) regenerates the README's results table
     if not args.quick and runs and Path(args.readme).is_file():
-        update_readme_block(args.readme, "recipes", recipes_table(Path(args.log_dir)))
+        update_block(args.readme, "recipes", recipes_table(Path(args.log_dir)))
     return 0
 
 

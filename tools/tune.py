@@ -1,4 +1,4 @@
-"""Search a recipe's settings on the validation split with Optuna: `python -m s5.tune --space fast --trials 16`.
+"""Search a recipe's settings on the validation split with Optuna: `python -m tools.tune --space fast --trials 16`.
 
 Each trial trains one ordinary logged run per seed (logs/studies/<study>/<run-id>.log, .csv, .json; the run file
 names the study and trial) on the first 50,000 training images and scores it on the last 10,000 (--val): the test
@@ -11,7 +11,7 @@ several local workers can share it; SQLite locks the whole database per write an
 Start the same command again to add workers, or to continue an interrupted study.
 Many machines: give every worker the same --study and a database URL, e.g. --storage postgresql://user:pw@host/db.
 
-    python -m s5.study <study>     # renders the study into docs/studies/<study>.md and .png
+    python -m tools.study <study>     # renders the study into docs/studies/<study>.md and .png
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 
 import utils
 from s5 import training
-from s5.checkpoint import CheckpointError, process_is_gone
+from s5.checkpoint import CheckpointError
+from s5.files import process_is_gone
 from s5.mnist import MnistError
 
 # The search spaces: the recipe a study starts from, and which of its settings vary over what. A list is a set of
@@ -203,7 +204,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m s5.tune", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="fast", help=f"one of {', '.join(SPACES)}, or a JSON file of that shape")
     p.add_argument("--study", type=training.run_name, help="the study's name (default: the space's)")
@@ -244,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"study {args.study!r} searches another space ({study.user_attrs['space']}): "
                              "give this one another --study name")
     except (UsageError, argparse.ArgumentTypeError) as exc:
-        print(f"python -m s5.tune: error: {exc}", file=sys.stderr)
+        print(f"python -m tools.tune: error: {exc}", file=sys.stderr)
         return 2
     study.set_user_attr("space", space)
     study.set_user_attr("seeds", args.seeds)
-    command = shlex.join(["python", "-m", "s5.tune", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "tools.tune", *(sys.argv[1:] if argv is None else argv)])
     if "command" not in study.user_attrs:
         study.set_user_attr("command", command)
     for number in fail_abandoned_trials(study):
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Trial {trial.number} {outcome}", flush=True)
             failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
             if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge: no endless loop
-                print(f"python -m s5.tune: error: {failed_in_a_row} trials in a row failed; their run logs in "
+                print(f"python -m tools.tune: error: {failed_in_a_row} trials in a row failed; their run logs in "
                       f"{Path(args.log_dir) / 'studies' / args.study}/ say why", file=sys.stderr)
                 return 1
     except KeyboardInterrupt:
@@ -279,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except (MnistError, CheckpointError, ValueError, OSError) as exc:
-        print(f"python -m s5.tune: error: {exc} (the trial is recorded as failed)", file=sys.stderr)
+        print(f"python -m tools.tune: error: {exc} (the trial is recorded as failed)", file=sys.stderr)
         return 1
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if done:
         best = max(done, key=lambda t: t.value)
         print(f"Best of {len(done)} complete trials: trial {best.number}, {best.value:.2f}% on validation, "
-              f"{best.params}. Render it: python -m s5.study {args.study}")
+              f"{best.params}. Render it: python -m tools.study {args.study}")
     return 0
 
 

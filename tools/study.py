@@ -1,7 +1,7 @@
-"""Render Optuna studies made by `python -m s5.tune` into a markdown table and a plot.
+"""Render Optuna studies made by `python -m tools.tune` into a markdown table and a plot.
 
-    python -m s5.study fast                    # docs/studies/fast.md and fast.png from logs/studies/fast.journal
-    python -m s5.study fast --storage URL      # a study in a database
+    python -m tools.study fast                    # docs/studies/fast.md and fast.png from logs/studies/fast.journal
+    python -m tools.study fast --storage URL      # a study in a database
 
 The table lists every trial: its settings, validation accuracy per seed, training seconds and runs (their logs are
 under logs/studies/<study>/), with the best trial per training budget (epochs) and the recipe as it stood.
@@ -22,8 +22,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from s5 import training
-from s5.mnist import atomic_write_bytes
-from s5.tune import UsageError, journal, journal_path
+from s5.files import atomic_write_bytes
+from tools.tune import UsageError, journal, journal_path
 
 
 def load(name: str, storage: str | None, log_dir: str) -> optuna.Study:
@@ -31,7 +31,7 @@ def load(name: str, storage: str | None, log_dir: str) -> optuna.Study:
     if storage is None:
         path = journal_path(log_dir, name)
         if not path.is_file():
-            raise UsageError(f"no study file {path}: run python -m s5.tune --study {name} first, or give --storage")
+            raise UsageError(f"no study file {path}: run python -m tools.tune --study {name} first, or give --storage")
     try:
         return optuna.load_study(study_name=name, storage=storage or journal(path))
     except KeyError:
@@ -57,8 +57,8 @@ def markdown(study: optuna.Study) -> str:
     runs = sum(len(t.user_attrs.get("runs", [])) for t in trials)
     minutes = sum(t.user_attrs.get("seconds", 0) for t in trials) / 60
     lines = [f"# Study `{study.study_name}`", "",
-             f"Started with `{study.user_attrs.get('command', 'python -m s5.tune')}` (seeds "
-             f"{study.user_attrs.get('seeds', '?')}), rendered with `python -m s5.study {study.study_name}`. "
+             f"Started with `{study.user_attrs.get('command', 'python -m tools.tune')}` (seeds "
+             f"{study.user_attrs.get('seeds', '?')}), rendered with `python -m tools.study {study.study_name}`. "
              f"Space: recipe `{study.user_attrs.get('space', {}).get('recipe', '?')}`, searching "
              f"{', '.join(params)}. Scored on the validation split (the last 10,000 training images by default), "
              "never the test set.", "",
@@ -124,7 +124,7 @@ def plot(study: optuna.Study, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s5.study", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("studies", nargs="+", type=training.run_name, metavar="STUDY")
     p.add_argument("--storage", help="the database URL the study was made in (default: its journal file)")
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         studies = [load(name, args.storage, args.log_dir) for name in args.studies]
     except UsageError as exc:
-        print(f"python -m s5.study: error: {exc}", file=sys.stderr)
+        print(f"python -m tools.study: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

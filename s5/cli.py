@@ -1,0 +1,62 @@
+"""What every command line shares: bounded number types, run names, and one rule for how an error names its
+program (the command the user typed: ``train.py``, ``python -m tools.bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Callable
+
+
+class UsageError(ValueError):
+    """A command was given something it cannot use: one line, exit status 2."""
+
+    exit_status = 2
+
+
+def program(name: str) -> str:
+    """How messages name a command: a script by its file (``train.py``), a tool as it is run
+    (``tools.bench`` -> ``python -m tools.bench``)."""
+    return name if name.endswith(".py") else f"python -m {name}"
+
+
+def fail(prog: str, message: object, status: int = 1) -> int:
+    """Print ``<prog>: error: <message>`` on stderr and return ``status``: every command's one-line error."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
+def bounded(cast: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``cast`` the text, then require a finite value in [low, high] (open where asked)."""
+
+    def shown(limit: float) -> str:
+        return str(cast(limit)) if cast is int else f"{limit:g}"  # "> 0", not "> 0.0"
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"{kind} is needed, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {shown(low)}, got {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {shown(high)}, got {text}")
+        return value
+
+    return parse
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def run_name(text: str) -> str:
+    """A short label that is safe in a file name (a run's ``--name``, a study's name)."""
+    if not RUN_NAME.fullmatch(text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"use 1-64 letters, digits, '.', '_' or '-' (not first '.'), got {text!r}")
+    return text
