@@ -1,11 +1,11 @@
 """Train the Week 5 Net on MNIST: `python train.py` (or `make train`); `python train.py --help` lists the flags.
 
-The recipes and the run loop live in s5/training.py; this file is the command line over them.
+From Python: `from s5.training import RECIPES, train`; `train(RECIPES["fast"].replace(epochs=0.1))`.
 """
 
 import sys
 
-from s5.training import main
+from s5.train_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -86,3 +86,11 @@ def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], b
         yield lambda: calls.append(1) or len(calls) >= steps
 
     return stop_on_signals
+
+
+def cli_run(argv: list[str]) -> tuple[int, object]:
+    """train.py's command line in this process, as ``main`` runs it: (exit status, the run's files)."""
+    from s5 import train_cli
+
+    result = train_cli.run(argv)
+    return train_cli.outcome(result), result.files

@@ -16,7 +16,7 @@ from test_faults import zip_bomb_checkpoint
 
 import predict
 from model import Net
-from s5 import export, realworld, report, training
+from s5 import export, realworld, report, train_cli
 from s5.checkpoint import CHECKPOINT_FORMAT
 
 RUN = "20261204-220208"  # the committed run the README reports: its log files stand in for a finished run
@@ -84,7 +84,7 @@ def command(tool: str, ck: Path, root: Path, out: Path) -> tuple[str, object, li
         return "realworld.py", realworld.main, ["eval", "--out", str(root / "rw"), "--checkpoint", str(ck),
                                                 "--log-dir", str(out)]
     if tool == "resume":
-        return "train.py", training.main, ["--resume", str(ck), "--log-dir", str(out), "--checkpoint-dir", str(out)]
+        return "train.py", train_cli.main, ["--resume", str(ck), "--log-dir", str(out), "--checkpoint-dir", str(out)]
     (out / "checkpoints").mkdir(parents=True)
     if ck.exists() or ck.is_symlink():
         os.symlink(ck, out / "checkpoints" / f"{RUN}.pt", target_is_directory=ck.is_dir())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, interrupt_when_logged, synthetic_digits, write_mnist
+from conftest import DEVICES, ROOT, cli_run, interrupt_when_logged, synthetic_digits, write_mnist
 
 import utils
 from s5 import checkpoint, mnist, runs
@@ -93,9 +93,8 @@ def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_runs:
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 3
     assert rows == csv_rows(reference_runs(device))
-    from s5 import training
 
-    dry = {seed: training.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--dry-run", "--seed",
+    dry = {seed: cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--dry-run", "--seed",
                                seed, "--device", device, "--log-dir", str(tmp_path / seed)])[1] for seed in ("3", "4")}
     assert csv_rows(dry["3"].csv) != csv_rows(dry["4"].csv)  # another seed, other numbers (dry runs: cheaply)
 
@@ -228,7 +227,6 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Path, tmp_path: Path,
                                                                      monkeypatch) -> None:
-    from s5 import training
 
     calls = []
     real = utils.smoothed_nll
@@ -239,7 +237,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
         return loss * float("nan") if len(calls) == 16 + 5 else loss  # epoch 1 has 16 batches
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_in_epoch_two)
-    status, files = training.run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
+    status, files = cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
                                "--epochs", "3", "--log-dir", str(tmp_path / "logs"),
                                "--checkpoint-dir", str(tmp_path / "ckpt"), "--device", "cpu"])  # no GPU warm-up
     assert status == 1

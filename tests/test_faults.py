@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, ROOT, interrupt_when_logged, stop_after, write_mnist
+from conftest import DEVICES, ROOT, cli_run, interrupt_when_logged, stop_after, write_mnist
 from PIL import Image
 
 import utils
 from model import Net
-from s5 import checkpoint, runs, training
+from s5 import checkpoint, runs, train_cli, training
 
 
 def train_cmd(*args: str) -> list[str]:
@@ -94,7 +94,7 @@ def test_a_nan_at_an_epochs_last_step_saves_nothing(small: Path, tmp_path: Path,
         return loss * float("nan") if len(calls) == 4 else loss  # the last of epoch 1's 4 steps
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_at_step_4)
-    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status, files = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                                "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
                                "--device", "cpu"])  # the CPU recipe's 4 steps per epoch, and no GPU warm-up
     assert status == 1
@@ -136,7 +136,7 @@ def test_a_full_disk_is_one_line_and_the_csv_never_claims_the_lost_epoch(small: 
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", disk_full_for_checkpoints)
-    status = training.main(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status = train_cli.main(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                          "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "No space left on device" in err
@@ -150,17 +150,17 @@ def test_fp16_resume_restores_the_loss_scale(small: Path, tmp_path: Path, monkey
     # fp16 is emulated on a CPU: 128 training images (the rest held out), 4 steps of 32 an epoch
     args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--amp", "fp16", "--epochs", "2", "--val", "128",
             "--batch-size", "32", "--test-batch-size", "64", "--device", device]
-    status, full = training.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    status, full = cli_run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     saved = checkpoint.load_checkpoint(full.checkpoint)["scaler"]
     assert saved and saved["scale"] > 0
 
     monkeypatch.setattr(training, "stop_on_signals", stop_after(6))  # in epoch 2, after 2 of its 4 steps
-    status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    status, cut = cli_run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130
     assert checkpoint.load_checkpoint(cut.checkpoint)["scaler"] is not None
     monkeypatch.undo()
-    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, resumed = cli_run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0
 
     def rows(path: Path) -> list[list[str]]:
@@ -201,12 +201,12 @@ def test_resume_edge_cases(small: Path, tmp_path: Path) -> None:
 
 def test_flags_given_with_resume_are_named_when_ignored(small: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "stop_on_signals", stop_after(2))
-    status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+    status, cut = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                              "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"),
                              "--device", "cpu"])  # the CPU recipe (lr 0.002)
     assert status == 130
     monkeypatch.undo()
-    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
+    status, resumed = cli_run(["--no-progress", "--resume", str(cut.checkpoint), "--lr", "0.5"])
     assert status == 0
     warning = "WARNING: --lr 0.5 is ignored on --resume: the run continues with its own lr=0.002"
     assert warning in resumed.log.read_text()
@@ -226,7 +226,7 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
 
     monkeypatch.setattr(utils, "test", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+        cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                    "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(ckpt)])
     assert not stale.exists() and fresh.exists()  # only the one whose process is gone
     (log,) = (tmp_path / "logs").glob("*.log")
@@ -265,7 +265,7 @@ def test_stale_temporary_files_are_removed_and_crashes_are_logged(small: Path, t
 def test_bad_flags_are_one_argparse_line_before_any_work(tmp_path: Path, flags: tuple[str, ...], message: str,
                                                          capsys) -> None:
     with pytest.raises(SystemExit) as exit_:  # in-process: the subprocess test below proves the real CLI's exit
-        training.main([*flags, "--log-dir", str(tmp_path / "logs")])
+        train_cli.main([*flags, "--log-dir", str(tmp_path / "logs")])
     stderr = capsys.readouterr().err
     assert exit_.value.code == 2, stderr
     assert stderr.strip().splitlines()[-1].startswith("train.py: error: ") and message in stderr
@@ -293,7 +293,7 @@ def test_data_dependent_and_device_misuse_is_one_line(small: Path, tmp_path: Pat
 
 
 def test_no_verify_never_claims_verified_files_and_fp16_on_cpu_warns(small: Path, tmp_path: Path) -> None:
-    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--dry-run",
+    status, files = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--dry-run",
                                "--log-dir", str(tmp_path / "logs"), "--amp", "fp16", "--device", "cpu"])
     text = files.log.read_text()
     assert status == 0 and "verified" not in text and "md5 not checked" in text
@@ -301,7 +301,7 @@ def test_no_verify_never_claims_verified_files_and_fp16_on_cpu_warns(small: Path
 
 
 def test_a_256_image_run_with_onecycle_trains(small: Path, tmp_path: Path) -> None:
-    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
+    status, files = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "2",
                                "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 0 and len(utils.load_history(files.csv)) == 2  # 4 steps per epoch: OneCycle's edge case
 
@@ -330,7 +330,7 @@ def test_marker_without_model_and_code_running_pickles_are_one_line(tmp_path: Pa
 
 def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "stop_on_signals", stop_after(2))
-    status, cut = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
+    status, cut = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1", "--device",
                              "cpu", "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 130
     monkeypatch.undo()
@@ -344,7 +344,7 @@ def test_a_gpu_run_resumes_on_a_machine_without_one_only_when_told(small: Path, 
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert f"gpu-run.pt was trained on {state['settings']['device']}, which this machine does not have" in proc.stderr
     assert "--device cpu" in proc.stderr
-    status, resumed = training.run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
+    status, resumed = cli_run(["--no-progress", "--resume", str(gpu_run), "--device", "cpu"])
     assert status == 0 and "Device: cpu" in resumed.log.read_text()
 
 
@@ -354,7 +354,7 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
     assert utils.epoch_batches(1, 8) == [8] and utils.epoch_batches(0.01, 8) == [1]  # at least one batch
     args = ["--data-dir", str(small), "--no-verify", "--no-progress", "--device", "cpu", "--epochs", "1.5",
             "--batch-size", "64", "--test-batch-size", "64"]  # 4 batches an epoch: 4 + 2 planned
-    status, full = training.run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
+    status, full = cli_run([*args, "--log-dir", str(tmp_path / "a"), "--checkpoint-dir", str(tmp_path / "a")])
     assert status == 0
     rows = [line.split(",") for line in full.csv.read_text().splitlines()]
     assert [r[0] for r in rows] == ["epoch", "1", "1.5"]  # the second row is half an epoch, and says so
@@ -365,14 +365,14 @@ def test_a_fractional_epoch_budget_is_honest_in_schedule_csv_and_resume(small: P
 
     # asked once per step, except at an epoch's last step: the 4th ask is after the 1st of the half epoch's 2 batches
     monkeypatch.setattr(training, "stop_on_signals", stop_after(4))
-    status, cut = training.run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
+    status, cut = cli_run([*args, "--log-dir", str(tmp_path / "b"), "--checkpoint-dir", str(tmp_path / "b")])
     assert status == 130 and "Interrupted at epoch 2, batch 1/2" in cut.log.read_text()
     monkeypatch.undo()
-    status, resumed = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, resumed = cli_run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0
     strip = [line.rsplit(",", 1)[0] for line in full.csv.read_text().splitlines()]  # all columns but seconds
     assert [line.rsplit(",", 1)[0] for line in resumed.csv.read_text().splitlines()] == strip
-    status, again = training.run(["--no-progress", "--resume", str(resumed.checkpoint)])
+    status, again = cli_run(["--no-progress", "--resume", str(resumed.checkpoint)])
     assert status == 0 and again is None  # "Nothing to train": the 1.5 epochs are done
 
 
@@ -421,7 +421,7 @@ def test_a_zip_bomb_checkpoint_is_refused_unread_in_bounded_memory(tmp_path: Pat
 ])
 def test_numeric_flags_of_the_other_tools_are_checked_like_train_py(tool: str, flags: tuple[str, ...], message: str,
                                                                     capsys) -> None:
-    module = __import__(f"s5.{tool}", fromlist=["main"])
+    module = __import__(f"tools.{tool}", fromlist=["main"])
     with pytest.raises(SystemExit) as exit_:
         module.main(list(flags))
     stderr = capsys.readouterr().err
@@ -456,14 +456,14 @@ def test_sigterm_saves_like_ctrl_c_and_dead_runs_leave_nothing_behind(small: Pat
 
 
 def test_resume_of_a_checkpoint_with_wrong_fields_is_one_line(small: Path, tmp_path: Path, capsys) -> None:
-    status, files = training.run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
+    status, files = cli_run(["--data-dir", str(small), "--no-verify", "--no-progress", "--epochs", "1",
                                   "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert status == 0
     state = checkpoint.load_checkpoint(files.checkpoint)
     capsys.readouterr()
     for field, value in (("epoch", "one"), ("settings", [1, 2]), ("partial", 3)):
         torch.save({**state, field: value}, tmp_path / "edited.pt")
-        assert training.main(["--resume", str(tmp_path / "edited.pt")]) == 1
+        assert train_cli.main(["--resume", str(tmp_path / "edited.pt")]) == 1
         err = capsys.readouterr().err
         assert f"fields of the wrong kind or none ({field}" in err and len(err.strip().splitlines()) == 1, err
     missing = run_cli(tmp_path, "--resume", "no-such.pt")  # the real command line: a usage error, exit 2

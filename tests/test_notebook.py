@@ -30,8 +30,8 @@ def test_notebook_runs_every_cell_and_writes_the_images(tmp_path: Path) -> None:
     nb = nbformat.read(ROOT / "S5.ipynb", as_version=4)
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     params.source = (
-        'DATA_DIR = "data"\nIMAGES_DIR = "images"\nVERIFY_MD5 = False\n'
-        'TRAIN_ARGS = ["--epochs", "1", "--batch-size", "64", "--test-batch-size", "100", "--no-progress"]\n'
+        'DATA_DIR = "data"\nIMAGES_DIR = "images"\nVERIFY_MD5 = False\nRECIPE = None\n'
+        'CHANGES = {"epochs": 1, "batch_size": 64, "test_batch_size": 100}\n'
     )
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import stop_after
+from conftest import cli_run, stop_after
 
 import utils
 from s5 import runs, training
@@ -26,10 +26,10 @@ def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, 
     data_dir, _ = tiny_mnist
     # 384 training images (128 held out for --val): 6 steps an epoch; stopped after 8, i.e. inside epoch 2
     monkeypatch.setattr(training, "stop_on_signals", stop_after(8))
-    status, cut = training.run(tiny_run(data_dir, tmp_path, "--epochs", "2", "--val", "128"))
+    status, cut = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "2", "--val", "128"))
     assert status == 130
     monkeypatch.undo()
-    status, files = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, files = cli_run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0 and files.tensorboard == tmp_path / "logs" / "tensorboard" / files.run_id
 
     events = event_accumulator.EventAccumulator(str(files.tensorboard))
@@ -60,19 +60,19 @@ def test_no_events_when_turned_off_in_a_dry_run_or_without_tensorboard(tiny_mnis
     board = tmp_path / "logs" / "tensorboard"
     # --no-tensorboard holds for the resumed run too (it is one of the run's places, like --log-dir)
     monkeypatch.setattr(training, "stop_on_signals", stop_after(1))
-    status, cut = training.run(tiny_run(data_dir, tmp_path, "--epochs", "0.25", "--no-tensorboard"))
+    status, cut = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "0.25", "--no-tensorboard"))
     assert status == 130
     monkeypatch.undo()
-    status, files = training.run(["--no-progress", "--resume", str(cut.checkpoint)])
+    status, files = cli_run(["--no-progress", "--resume", str(cut.checkpoint)])
     assert status == 0 and runs.read_run_info(files.info)["settings"]["tensorboard"] is False
-    assert training.run(tiny_run(data_dir, tmp_path, "--dry-run"))[0] == 0
+    assert cli_run(tiny_run(data_dir, tmp_path, "--dry-run"))[0] == 0
     assert not board.exists()
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as where tensorboard is not installed
     assert not runs.tensorboard_installed()
-    status, quiet = training.run(tiny_run(data_dir, tmp_path, "--epochs", "0.25"))
+    status, quiet = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "0.25"))
     assert status == 0 and "WARNING" not in quiet.log.read_text()  # on by default: absent without a word
-    status, asked = training.run(tiny_run(data_dir, tmp_path, "--epochs", "0.25", "--tensorboard"))
+    status, asked = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "0.25", "--tensorboard"))
     assert status == 0 and not board.exists()
     warnings = [line for line in asked.log.read_text().splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "tensorboard package is not installed" in warnings[0]

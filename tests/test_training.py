@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from dataclasses import asdict
 from pathlib import Path
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, synthetic_digits
+from conftest import DEVICES, stop_after, synthetic_digits
 
 import utils
 from model import Net
-from s5 import checkpoint, runs, training
+from s5 import checkpoint, runs, train_cli, training
 
 
 def tiny_loader(n: int = 64, batch_size: int = 16, device: str = "cpu", **kwargs) -> utils.DeviceLoader:
@@ -121,8 +122,8 @@ def test_each_recipe_trains_with_the_optimizer_it_was_tuned_with() -> None:
     """The default moved to Muon; the recipes tuned with AdamW or the seed's SGD must not follow it silently."""
 
     def optimizer(*argv: str) -> tuple[str, float]:
-        args = training.parse_args(["--device", "cpu", *argv])
-        return args.optimizer, args.momentum
+        settings = train_cli.parse(["--device", "cpu", *argv]).settings
+        return settings.optimizer, settings.momentum
 
     assert optimizer("--recipe", "default") == ("muon", 0.95)
     assert optimizer("--recipe", "fast") == ("muon", 0.9)  # as its Optuna study searched it (docs/studies/fast.md)
@@ -280,3 +281,56 @@ def test_auto_precision() -> None:
     assert training.autocast_dtype(torch.device("cpu"), "off") is None
     assert training.autocast_dtype(torch.device("cpu"), "fp16") is torch.float16
     assert training.autocast_dtype(torch.device("cpu"), "auto") in (torch.bfloat16, None)
+
+
+# --- train() and resume(): training from Python with values, no flags
+
+
+def small_settings(**changes: object) -> training.Settings:
+    """The fast recipe on 512 tiny images: 8 steps of 64 an epoch, evaluated on 128."""
+    return training.RECIPES["fast"].replace(epochs=2, test_batch_size=128, **changes)
+
+
+def test_train_takes_settings_and_returns_the_runs_result(tiny_mnist, tmp_path: Path) -> None:
+    data_dir, _ = tiny_mnist
+    places = dict(data_dir=data_dir, verify=False, log_dir=tmp_path / "logs", checkpoint_dir=tmp_path / "ckpt",
+                  device="cpu", progress=False)
+    result = training.train(small_settings(lr=3e-3), **places)
+    assert result.status == "finished" and result.exit_status == 0 and result.history.epoch == [1, 2]
+    assert result.accuracy == result.history.eval_acc[-1] == utils.load_history(result.files.csv).eval_acc[-1]
+    state = checkpoint.load_checkpoint(result.checkpoint)
+    assert {k: state["settings"][k] for k in training.TRAINING_KEYS} == asdict(small_settings(lr=3e-3))
+    info = runs.read_run_info(result.files.info)
+    assert info["kind"] == "train" and info["settings"]["lr"] == 3e-3 and info["settings"]["recipe"] == "fast"
+
+    stopped = training.train(small_settings(), **places, on_epoch=lambda history: "enough")
+    assert stopped.status == "stopped" and stopped.history.epoch == [1] and "enough" in stopped.message
+
+
+def test_resume_continues_a_run_exactly_and_ignores_asked_changes(tiny_mnist, tmp_path: Path, monkeypatch) -> None:
+    data_dir, _ = tiny_mnist
+    settings = small_settings(seed=5)
+    places = dict(data_dir=data_dir, verify=False, device="cpu", progress=False)
+    full = training.train(settings, **places, log_dir=tmp_path / "a", checkpoint_dir=tmp_path / "a")
+    monkeypatch.setattr(training, "stop_on_signals", stop_after(11))  # in epoch 2, after 3 of its 8 steps
+    cut = training.train(settings, **places, log_dir=tmp_path / "b", checkpoint_dir=tmp_path / "b")
+    assert cut.status == "interrupted" and cut.exit_status == 130 and cut.checkpoint is not None
+    monkeypatch.undo()
+    resumed = training.resume(cut.checkpoint, progress=False, asked={"lr": 0.5})
+    assert resumed.status == "finished" and resumed.files.run_id == cut.files.run_id
+    assert resumed.settings == settings
+    drop_seconds = [{k: v for k, v in row.items() if k != "seconds"} for row in full.history.rows()]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history.rows()] == drop_seconds
+    assert "--lr 0.5 is ignored on --resume" in resumed.files.log.read_text()
+    again = training.resume(resumed.checkpoint)
+    assert again.status == "done" and again.files is None and "Nothing to train" in again.message
+
+
+def test_settings_are_checked_values() -> None:
+    with pytest.raises(TypeError):
+        training.RECIPES["fast"].replace(learning_rate=0.1)  # not a setting
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        training.RECIPES["fast"].lr = 0.1  # a recipe is never changed in place
+    for bad in (dict(optimizer="adam"), dict(lr=0), dict(scale_min=2.0, scale_max=1.0), dict(amp="fp8")):
+        with pytest.raises(ValueError):
+            training.train(training.DEFAULT.replace(**bad), log_dir="/nonexistent/never-written")

@@ -21,12 +21,13 @@ import pytest
 from conftest import write_mnist
 from optuna.trial import TrialState
 
+import utils
 from s5 import training
 from tools import study as study_cli
 from tools import tune
 
 SPACE = {"recipe": "fast", "search": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
-RECIPE = {"lr": training.RECIPES["fast"]["lr"]}  # the recipe's own value: trial 0 of every study
+RECIPE = {"lr": training.RECIPES["fast"].lr}  # the recipe's own value: trial 0 of every study
 
 
 @pytest.fixture
@@ -181,12 +182,13 @@ def test_two_workers_share_one_postgresql_study(place: Path) -> None:
 def test_a_worker_stops_after_three_failed_trials_in_a_row(place: Path, monkeypatch, capsys) -> None:
     calls = []
 
-    def failing_run(argv, kind, record, on_epoch):  # a run that ends in error, as one diverging at once does
+    def failing_run(settings, *, record, **places):  # a run that ends in error, as one diverging at once does
         calls.append(record["trial"])
-        return 1, SimpleNamespace(run_id=f"run-{len(calls)}", csv=place / "absent.csv")
+        return SimpleNamespace(status="diverged", history=utils.History(),
+                               files=SimpleNamespace(run_id=f"run-{len(calls)}"))
 
     monkeypatch.chdir(place)
-    monkeypatch.setattr(tune.training, "run", failing_run)
+    monkeypatch.setattr(tune.training, "train", failing_run)
     assert tune.main(["--space", "space.json", "--study", "s", "--val", "128", "--trials", "10", "--",
                       "--data-dir", "data", "--no-verify"]) == 1
     assert calls == [0, 1, 2] and "3 trials in a row failed" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Compare "Self CUDA time total" (what the GPU computes) with the unprofiled wall 
 host launching kernels (each cudaLaunchKernel costs microseconds; a step launches about a hundred).
 """
 import time
+from dataclasses import asdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -20,11 +21,11 @@ def main() -> None:
     dev = torch.device("cuda")
     data = load_mnist("data", dev, md5s=MNIST_MD5, fetch=False, log=print)
     r = T.RECIPES["gpu"]
-    bs = r["batch_size"]
+    bs = r.batch_size
     model = Net().to(dev, memory_format=torch.channels_last)
-    opt = T.make_optimizer(model, "adamw", lr=r["lr"], weight_decay=r["weight_decay"])
+    opt = T.make_optimizer(model, "adamw", lr=r.lr, weight_decay=r.weight_decay)
     loader = utils.DeviceLoader(data.train_images[: bs * 48], data.train_labels[: bs * 48], bs, shuffle=True,
-                                augment=utils.Augment.from_settings(r), seed=1, chunk=T.augment_chunk(dev, bs))
+                                augment=utils.Augment.from_settings(asdict(r)), seed=1, chunk=T.augment_chunk(dev, bs))
     sched = utils.make_schedule("onecycle", opt, epochs=3, steps_per_epoch=len(loader))
     utils.train(model, loader, opt, epoch=1, schedule=sched, amp_dtype=torch.bfloat16, label_smoothing=0.1,
                 progress=False)

@@ -30,9 +30,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-import utils
-from s5 import training
+from s5 import train_cli, training
 from s5.checkpoint import CheckpointError
+from s5.cli import UsageError, bounded, fail, program, run_name
 from s5.files import process_is_gone
 from s5.mnist import MnistError
 
@@ -60,11 +60,8 @@ SPACES = {
         "lr": {"choices": [0.006, 0.008, 0.01, 0.012, 0.015, 0.02]}}},
 }
 MAX_FAILED_IN_A_ROW = 3  # a worker stops after this many failed trials in a row
+PROG = program("tools.tune")
 STEPS_PER_SEED = 1000  # the pruner compares trials at one step: step = seed's index * this + epoch's index
-
-
-class UsageError(ValueError):
-    """A bad space, study name or storage: one line, exit 2."""
 
 
 def load_space(name: str) -> dict:
@@ -88,15 +85,16 @@ def load_space(name: str) -> dict:
 
 def distribution(setting: str, spec: dict) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution of one searched setting (``UsageError`` if the setting or its range is wrong)."""
-    if setting not in training.DEFAULT:
-        raise UsageError(f"the space searches {setting!r}, not a recipe setting ({', '.join(training.DEFAULT)})")
+    if setting not in training.RECIPE_KEYS:
+        raise UsageError(f"the space searches {setting!r}, not a recipe setting "
+                         f"({', '.join(training.RECIPE_KEYS)})")
     if isinstance(spec, dict) and isinstance(spec.get("choices"), list) and spec["choices"]:
         return CategoricalDistribution(spec["choices"])
     low, high, log = (spec.get(k) for k in ("low", "high", "log")) if isinstance(spec, dict) else (None, None, None)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or not low < high \
             or (log and low <= 0):
         raise UsageError(f"the space's {setting}: give \"choices\": [...] or \"low\" < \"high\" (> 0 with \"log\")")
-    if isinstance(training.DEFAULT[setting], int) and isinstance(low, int) and isinstance(high, int):
+    if isinstance(getattr(training.DEFAULT, setting), int) and isinstance(low, int) and isinstance(high, int):
         return IntDistribution(low, high, log=bool(log))
     return FloatDistribution(low, high, log=bool(log))
 
@@ -154,12 +152,10 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def trial_argv(args: argparse.Namespace, space: dict, params: dict, seed: int, name: str) -> list[str]:
-    """train.py's flags for one run of a trial: the recipe, the trial's settings, the split, the seed."""
-    flags = [f"--{key.replace('_', '-')}={value}" for key, value in sorted(params.items())]
-    return ["--recipe", space["recipe"], *flags, "--val", str(args.val), "--seed", str(seed), "--no-save-model",
-            "--no-progress", "--log-dir", str(Path(args.log_dir) / "studies" / args.study), "--name", name,
-            *args.train_args]
+def trial_settings(args: argparse.Namespace, space: dict, params: dict, seed: int) -> training.Settings:
+    """What one run of a trial trains with: the recipe, the flags after --, the trial's settings, split, seed."""
+    asked = {k: v for k, v in args.train.asked.items() if k != "recipe"}
+    return training.RECIPES[space["recipe"]].replace(**asked, **params, val=args.val, seed=seed)
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace, space: dict) -> str:
@@ -172,23 +168,25 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace
             trial.report(history.eval_acc[-1], step=index * STEPS_PER_SEED + len(history.epoch) - 1)
             return "pruned by the tuner: behind the median trial here" if prunable and trial.should_prune() else None
 
-        argv = trial_argv(args, space, trial.params, seed, f"{args.study}-t{trial.number}-s{seed}")
+        settings = trial_settings(args, space, trial.params, seed)
+        places = {"save_model": False, **args.train.places, "log_dir": Path(args.log_dir) / "studies" / args.study}
         try:  # the run's own lines go to its log file; the console gets one line per trial
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-                status, files = training.run(argv, kind="tuning", record={"study": args.study, "trial": trial.number},
-                                             on_epoch=report)
+                result = training.train(settings, **places, progress=False, kind="tuning", on_epoch=report,
+                                        name=f"{args.study}-t{trial.number}-s{seed}",
+                                        record={"study": args.study, "trial": trial.number})
         except BaseException:  # Ctrl-C before training began, or data that cannot be read: no trial is lost
             study.tell(trial, state=TrialState.FAIL)
             raise
-        run_ids.append(files.run_id)
+        run_ids.append(result.files.run_id)
         trial.set_user_attr("runs", run_ids)
-        history = utils.load_history(files.csv) if files.csv.exists() else None
-        if status in (130, 143):
+        history = result.history
+        if result.status == "interrupted":
             study.tell(trial, state=TrialState.FAIL)
             raise KeyboardInterrupt
-        if status != 0 or history is None or not len(history):
-            print(f"Trial {trial.number}: run {files.run_id} failed (exit {status}, see its log); the trial is marked "
-                  "failed", flush=True)
+        if result.status not in ("finished", "stopped") or not len(history):
+            print(f"Trial {trial.number}: run {result.files.run_id} {result.status} (see its log); the trial is "
+                  "marked failed", flush=True)
             study.tell(trial, state=TrialState.FAIL)
             return "failed"
         seconds += sum(history.seconds)
@@ -204,20 +202,20 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.tune", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="fast", help=f"one of {', '.join(SPACES)}, or a JSON file of that shape")
-    p.add_argument("--study", type=training.run_name, help="the study's name (default: the space's)")
+    p.add_argument("--study", type=run_name, help="the study's name (default: the space's)")
     p.add_argument("--storage", help="a database URL Optuna accepts (postgresql://..., sqlite:///...); default: "
                                      "the journal file logs/studies/<study>.journal")
-    p.add_argument("--trials", type=training.bounded(int, 1, 10_000), default=16,
+    p.add_argument("--trials", type=bounded(int, 1, 10_000), default=16,
                    help="stop once the study holds this many finished (complete or pruned) trials, all workers "
                         "together")
-    p.add_argument("--timeout", type=training.bounded(float, 0, 10_000, low_open=True), metavar="MINUTES",
+    p.add_argument("--timeout", type=bounded(float, 0, 10_000, low_open=True), metavar="MINUTES",
                    help="this worker starts no trial after this many minutes")
-    p.add_argument("--seeds", type=training.bounded(int, 0, 2**63 - 1), nargs="+", default=[1],
+    p.add_argument("--seeds", type=bounded(int, 0, 2**63 - 1), nargs="+", default=[1],
                    help="seeds per trial: its value is the mean validation accuracy over them")
-    p.add_argument("--val", type=training.bounded(int, 1, 59_999), default=10_000,
+    p.add_argument("--val", type=bounded(int, 1, 59_999), default=10_000,
                    help="validation images held out of the training set (the test set is never used)")
     p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
                    help="Optuna's TPE, random search, or every combination of a space of choices")
@@ -235,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         args.study = args.study or (args.space if args.space in SPACES else Path(args.space).stem)
         if len(args.study) > 40:
             raise UsageError(f"--study {args.study}: at most 40 characters (it names the trials' runs)")
-        if searched := set(space["search"]) & training.explicit_flags(args.train_args):
+        args.train = train_cli.parse(args.train_args)  # bad train flags: exit 2 now
+        if searched := set(space["search"]) & set(args.train.asked):
             raise UsageError(f"{', '.join(sorted(searched))}: searched by the space, so not a train.py flag here")
-        training.parse_args(trial_argv(args, space, {}, args.seeds[0], "check"))  # bad train flags: exit 2 now
+        if args.train.resume or args.train.dry_run or {"seed", "val", "recipe"} & set(args.train.asked):
+            raise UsageError("-- --resume, --dry-run, --recipe, --seed and --val are the tuner's to set "
+                             "(--space, --seeds, --val)")
+        trial_settings(args, space, {}, args.seeds[0]).check()
         distributions = {k: distribution(k, v) for k, v in space["search"].items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
         study = open_study(args, space)
@@ -245,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"study {args.study!r} searches another space ({study.user_attrs['space']}): "
                              "give this one another --study name")
     except (UsageError, argparse.ArgumentTypeError) as exc:
-        print(f"python -m tools.tune: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc, 2)
     study.set_user_attr("space", space)
     study.set_user_attr("seeds", args.seeds)
     command = shlex.join(["python", "-m", "tools.tune", *(sys.argv[1:] if argv is None else argv)])
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         study.set_user_attr("command", command)
     for number in fail_abandoned_trials(study):
         print(f"Trial {number} was left running by a worker that is gone: marked failed")
-    baseline = {k: training.RECIPES[space["recipe"]][k] for k in space["search"]}
+    baseline = {k: getattr(training.RECIPES[space["recipe"]], k) for k in space["search"]}
     tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
     if all(within(baseline[k], spec) for k, spec in space["search"].items()) and \
             not any(t.params == baseline for t in tried):  # new, changed, or last time interrupted
@@ -272,16 +273,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Trial {trial.number} {outcome}", flush=True)
             failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
             if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge: no endless loop
-                print(f"python -m tools.tune: error: {failed_in_a_row} trials in a row failed; their run logs in "
-                      f"{Path(args.log_dir) / 'studies' / args.study}/ say why", file=sys.stderr)
-                return 1
+                return fail(PROG, f"{failed_in_a_row} trials in a row failed; their run logs in "
+                                  f"{Path(args.log_dir) / 'studies' / args.study}/ say why")
     except KeyboardInterrupt:
         print(f"Interrupted: the running trial is recorded as failed. Continue the study with: {command}",
               file=sys.stderr)
         return 130
     except (MnistError, CheckpointError, ValueError, OSError) as exc:
-        print(f"python -m tools.tune: error: {exc} (the trial is recorded as failed)", file=sys.stderr)
-        return 1
+        return fail(PROG, f"{exc} (the trial is recorded as failed)")
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if done:
         best = max(done, key=lambda t: t.value)
