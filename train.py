@@ -1,6 +1,6 @@
-"""Train the Week 5 Net on MNIST: `python train.py` (or `make train`); `python train.py --help` lists the flags.
+"""Train the Week 5 Net on MNIST: `python train.py` (or `make train`); `--help` lists the flags.
 
-From Python: `from s5.training import RECIPES, train`; `train(RECIPES["fast"].replace(epochs=0.1))`.
+From Python: `s5.training.train(s5.recipes.RECIPES["fast"].replace(epochs=0.1))`.
 """
 
 import sys

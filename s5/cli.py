@@ -1,5 +1,5 @@
-"""What every command line shares: bounded number types, run names, and one rule for how an error names its
-program (the command the user typed: ``train.py``, ``python -m tools.bench``)."""
+"""What every command line shares: bounded number types, run names, and one rule for how an error
+names its program (the command the user typed: ``train.py``, ``python -m tools.bench``)."""
 
 from __future__ import annotations
 
@@ -23,14 +23,16 @@ def program(name: str) -> str:
 
 
 def fail(prog: str, message: object, status: int = 1) -> int:
-    """Print ``<prog>: error: <message>`` on stderr and return ``status``: every command's one-line error."""
+    """Print ``<prog>: error: <message>`` on stderr and return ``status``: every command's one-line
+    error."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return status
 
 
-def bounded(cast: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-            high_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: ``cast`` the text, then require a finite value in [low, high] (open where asked)."""
+def bounded(cast: type, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``cast`` the text, then require a finite value in [low, high] (open where
+    asked)."""
 
     def shown(limit: float) -> str:
         return str(cast(limit)) if cast is int else f"{limit:g}"  # "> 0", not "> 0.0"
@@ -44,9 +46,11 @@ def bounded(cast: type, low: float | None = None, high: float | None = None, *, 
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
         if low is not None and (value < low or (low_open and value == low)):
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {shown(low)}, got {text}")
+            sign = ">" if low_open else ">="
+            raise argparse.ArgumentTypeError(f"must be {sign} {shown(low)}, got {text}")
         if high is not None and (value > high or (high_open and value == high)):
-            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {shown(high)}, got {text}")
+            sign = "<" if high_open else "<="
+            raise argparse.ArgumentTypeError(f"must be {sign} {shown(high)}, got {text}")
         return value
 
     return parse
@@ -58,5 +62,6 @@ RUN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 def run_name(text: str) -> str:
     """A short label that is safe in a file name (a run's ``--name``, a study's name)."""
     if not RUN_NAME.fullmatch(text) or text.startswith("."):
-        raise argparse.ArgumentTypeError(f"use 1-64 letters, digits, '.', '_' or '-' (not first '.'), got {text!r}")
+        raise argparse.ArgumentTypeError("use 1-64 letters, digits, '.', '_' or '-' (not first "
+                                         f"'.'), got {text!r}")
     return text

@@ -1,5 +1,5 @@
-"""File helpers for everything that writes: the one atomic writer, generated blocks in a markdown file, and whether
-the process that left a file behind is still alive. Standard library only."""
+"""File helpers for everything that writes: the one atomic writer, generated blocks in a markdown
+file, and whether the process that left a file behind is still alive. Standard library only."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place: ``path`` is always
-    either its old content or the new one, never half written. A failed write (full disk, no permission)
-    leaves no temporary file behind and raises ``OSError`` with a one-line reason."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place: ``path`` is
+    always either its old content or the new one, never half written. A failed write (full disk,
+    no permission) leaves no temporary file behind and raises ``OSError`` with a one-line reason."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -25,7 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             tmp.unlink(missing_ok=True)
         except OSError:  # a read-only folder: there is no temporary file to remove
             pass
-        error = OSError(f"could not write {path}: {exc.strerror or exc}")  # one line, no "[Errno 28]"
+        error = OSError(f"could not write {path}: {exc.strerror or exc}")  # no "[Errno 28]"
         error.errno = exc.errno
         raise error from None
     return path
@@ -37,11 +37,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def replace_block(text: str, name: str, content: str, where: str = "the file") -> str:
-    """``text`` with what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced by
+    """``text`` with what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced
+    by
     ``content``; ``ValueError`` if the markers are missing."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
-        raise ValueError(f"{where} has no {start} ... {end} block to regenerate; add the two markers")
+        raise ValueError(f"{where} has no {start} ... {end} block to regenerate; add the markers")
     head, rest = text.split(start, 1)
     return f"{head}{start}\n{content.rstrip()}\n{end}{rest.split(end, 1)[1]}"
 
@@ -49,11 +50,12 @@ def replace_block(text: str, name: str, content: str, where: str = "the file") -
 def update_block(path: str | Path, name: str, content: str) -> None:
     """Regenerate the block ``name`` of the markdown file ``path`` in place, atomically."""
     path = Path(path)
-    atomic_write_text(path, replace_block(path.read_text(encoding="utf-8"), name, content, str(path)))
+    text = path.read_text(encoding="utf-8")
+    atomic_write_text(path, replace_block(text, name, content, str(path)))
 
 
 def process_is_gone(pid: int) -> bool:
-    """Whether no process of this id runs on this machine (a file it left behind is nobody's now)."""
+    """Whether no process of this id runs here (a file it left behind is nobody's now)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,5 +1,5 @@
-"""train.py's command line: flags become a ``Settings`` value and keyword arguments of ``training.train``
-(or ``training.resume``), and the run's outcome an exit status."""
+"""train.py's command line: flags become a ``Settings`` value and keyword arguments of
+``training.train`` (or ``training.resume``), and the run's outcome an exit status."""
 
 from __future__ import annotations
 
@@ -12,26 +12,28 @@ from s5 import runs, training
 from s5.checkpoint import CheckpointError, no_checkpoint_file
 from s5.cli import bounded, fail, program, run_name
 from s5.mnist import MnistError
-from s5.training import RECIPES, TRAINING_KEYS, Settings
+from s5.recipes import DEFAULT, RECIPES, TRAINING_KEYS, Settings
 
 PROG = program("train.py")
-DESCRIPTION = """Train the Week 5 Net on MNIST. Every setting is a flag over a named recipe (--recipe seed: the
-original assignment's). Each run writes logs/<run-id>.log, .csv and .json and checkpoints/<run-id>.pt."""
+DESCRIPTION = """Train the Week 5 Net on MNIST. Every setting is a flag over a named recipe
+(--recipe seed: the original assignment's). A run writes logs/<run-id>.log, .csv and .json and
+checkpoints/<run-id>.pt."""
 # The flags that say where a run runs and writes (training.train's keyword arguments).
-PLACE_FLAGS = ("device", "data_dir", "verify", "log_dir", "checkpoint_dir", "tensorboard", "save_model")
+PLACE_FLAGS = ("device", "data_dir", "verify", "log_dir", "checkpoint_dir", "tensorboard",
+               "save_model")
 
 
 def recipe_default(key: str) -> str:
-    return f" [default recipe: {getattr(training.DEFAULT, key)}]"
+    return f" [default recipe: {getattr(DEFAULT, key)}]"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
-    positive, count = bounded(int, 1, 60_000), bounded(int, 0, 60_000)  # no batch or split exceeds MNIST
+    positive, count = bounded(int, 1, 60_000), bounded(int, 0, 60_000)  # MNIST's size at most
     fraction = bounded(float, 0, 1, high_open=True)
     recipe_flags = [
-        ("--epochs", bounded(float, 0, 1000, low_open=True), "epochs to train; a fraction trains part of the last "
-         "one (0.5: half of the training set)"),
+        ("--epochs", bounded(float, 0, 1000, low_open=True), "epochs to train; a fraction trains "
+         "part of the last one (0.5: half of the training set)"),
         ("--batch-size", positive, "training batch size"),
         ("--lr", bounded(float, 0, 10, low_open=True), "learning rate (the peak of OneCycle)"),
         ("--momentum", fraction, "SGD and Muon momentum"),
@@ -43,26 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
         ("--label-smoothing", fraction, "label smoothing of the NLL loss"),
         ("--degrees", bounded(float, 0, 180), "augmentation: random rotation range ±degrees"),
         ("--crop-p", bounded(float, 0, 1), "augmentation: probability of CenterCrop(22) + resize"),
-        ("--translate", bounded(float, 0, 0.5), "augmentation: random shift, fraction of the image"),
+        ("--translate", bounded(float, 0, 0.5), "augmentation: random shift, fraction of a side"),
         ("--scale-min", bounded(float, 0.25, 4), "augmentation: random zoom lower bound"),
         ("--scale-max", bounded(float, 0.25, 4), "augmentation: random zoom upper bound"),
-        ("--lowres", fraction, "augmentation: fraction of images seen at 10-20 px and enlarged again"),
-        ("--font-digits", fraction, "fraction of training images swapped for digits of handwriting fonts "
-         "(built by `make font-digits` into <data-dir>/font-digits)"),
-        ("--seed", bounded(int, 0, 2**63 - 1), "random seed (same seed, same machine: same numbers)"),
-        ("--amp", ("auto", "bf16", "fp16", "off"), "mixed precision for training; auto = bf16 where native"),
-        ("--val", count, "hold out the last N training images and evaluate on them instead of the test set"),
+        ("--lowres", fraction, "augmentation: fraction of images seen at 10-20 px, enlarged again"),
+        ("--font-digits", fraction, "fraction of training images swapped for digits of handwriting "
+         "fonts (built by `make font-digits` into <data-dir>/font-digits)"),
+        ("--seed", bounded(int, 0, 2**63 - 1), "random seed (same seed and machine, same numbers)"),
+        ("--amp", ("auto", "bf16", "fp16", "off"), "mixed precision; auto = bf16 where native"),
+        ("--val", count, "hold out the last N training images and evaluate on them, not the test "
+         "set"),
         ("--test-batch-size", positive, "evaluation batch size"),
     ]
     p.add_argument("--recipe", choices=sorted(RECIPES),
-                   help="a named set of settings for the flags below; flags given still win [default: gpu on a "
-                        "CUDA GPU, default elsewhere]")
+                   help="a named set of settings for the flags below; flags given still win "
+                        "[default: gpu on a CUDA GPU, default elsewhere]")
     for flag, kind, text in recipe_flags:
         key = flag[2:].replace("-", "_")
         typed = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
-        p.add_argument(flag, **typed, help=text + recipe_default(key), metavar="N" if key == "val" else None)
+        p.add_argument(flag, **typed, help=text + recipe_default(key),
+                       metavar="N" if key == "val" else None)
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="[default: auto]")
-    p.add_argument("--data-dir", help="MNIST lives in <data-dir>/MNIST/raw (torchvision layout) [default: data]")
+    p.add_argument("--data-dir",
+                   help="MNIST lives in <data-dir>/MNIST/raw (torchvision layout) [default: data]")
     p.add_argument("--no-verify", dest="verify", action="store_false", default=None,
                    help="use the files in --data-dir as they are, without the standard md5 check")
     p.add_argument("--log-dir", help="[default: logs]")
@@ -70,19 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-model", action=argparse.BooleanOptionalAction,
                    help="save checkpoints/<run-id>.pt after every epoch [default: yes]")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction,
-                   help="also write TensorBoard events to <log-dir>/tensorboard/<run-id>/ where the tensorboard "
-                        "package is installed [default: yes]")
+                   help="also write TensorBoard events to <log-dir>/tensorboard/<run-id>/ where "
+                        "the tensorboard package is installed [default: yes]")
     p.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch of two batches, no checkpoint: checks the whole pipeline")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the tqdm bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="hide the tqdm bars")
     p.add_argument("--name", type=run_name, help="a label added to the run id")
     return p
 
 
 @dataclass(frozen=True)
 class Command:
-    """What the flags ask for: the settings to train with, those given explicitly, and where the run goes."""
+    """What the flags ask for: the settings to train with, those given explicitly, and where the run
+    goes."""
 
     settings: Settings
     asked: dict  # the training settings given as flags
@@ -94,7 +101,7 @@ class Command:
 
 
 def parse(argv: list[str] | None = None) -> Command:
-    """Parse and check every flag; a bad one ends the program with one argparse-style line (exit 2)."""
+    """Parse and check every flag; a bad one ends the program with one argparse line (exit 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     asked = {key: getattr(args, key) for key in TRAINING_KEYS if getattr(args, key) is not None}
@@ -102,11 +109,13 @@ def parse(argv: list[str] | None = None) -> Command:
     recipe = args.recipe or training.default_recipe(args.device or "auto")
     settings = RECIPES[recipe].replace(**{k: v for k, v in asked.items() if k != "recipe"})
     if settings.scale_min > settings.scale_max:
-        parser.error(f"--scale-min {settings.scale_min:g} is above --scale-max {settings.scale_max:g}")
+        parser.error(f"--scale-min {settings.scale_min:g} is above --scale-max "
+                     f"{settings.scale_max:g}")
     if args.resume and (problem := no_checkpoint_file(args.resume)):
         parser.error(f"--resume {problem}")
     if args.resume and args.dry_run:
-        parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches of a fresh Net")
+        parser.error("--dry-run cannot be combined with --resume: a dry run trains two batches "
+                     "of a fresh Net")
     try:
         training.pick_device(args.device or "auto")
     except ValueError as exc:
@@ -120,14 +129,16 @@ def run(argv: list[str] | None = None) -> training.Result:
     line = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
     warnings = []
     if command.places.get("tensorboard") and not runs.tensorboard_installed():
-        warnings.append("--tensorboard: the tensorboard package is not installed here, so this run writes no "
-                        "TensorBoard events (pip install -r requirements-tensorboard.txt)")
+        warnings.append("--tensorboard: the tensorboard package is not installed here, so this run "
+                        "writes no TensorBoard events (pip install -r "
+                        "requirements-tensorboard.txt)")
     if command.resume:
         places = {k: v for k, v in command.places.items() if k != "save_model"}
-        return training.resume(command.resume, **places, progress=command.progress, asked=command.asked,
-                               command=line, warnings=tuple(warnings))
-    return training.train(command.settings, **command.places, progress=command.progress, name=command.name,
-                          dry_run=command.dry_run, command=line, warnings=tuple(warnings))
+        return training.resume(command.resume, **places, progress=command.progress,
+                               asked=command.asked, command=line, warnings=tuple(warnings))
+    return training.train(command.settings, **command.places, progress=command.progress,
+                          name=command.name, dry_run=command.dry_run, command=line,
+                          warnings=tuple(warnings))
 
 
 def outcome(result: training.Result) -> int:
@@ -140,11 +151,11 @@ def outcome(result: training.Result) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 after Ctrl-C, 143
-    after SIGTERM: both save a checkpoint first)."""
+    """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 after
+    Ctrl-C, 143 after SIGTERM: both save a checkpoint first)."""
     try:
         return outcome(run(argv))
-    except ValueError as exc:  # a setting only the data can check, e.g. --val larger than the training set
+    except ValueError as exc:  # what only the data can check, e.g. --val above the training set
         return fail(PROG, exc, 2)
     except (MnistError, CheckpointError, OSError) as exc:
         return fail(PROG, exc, getattr(exc, "exit_status", 1))

@@ -1,10 +1,6 @@
-"""Training from Python: the recipes as ``Settings`` values and ``train()``, which runs one logged, checkpointed,
-resumable training and returns its ``Result``. train.py is the command line over it (s5/train_cli.py).
-
-    from s5.training import RECIPES, train
-    result = train(RECIPES["fast"].replace(epochs=0.1, lr=3e-3))
-    print(result.accuracy, result.checkpoint)
-"""
+"""One training run from Python: ``train(settings)`` runs a logged, checkpointed, resumable run of
+the Net on MNIST and returns its ``Result``; ``resume(checkpoint)`` continues one. train.py is the
+command line over them (s5/train_cli.py); the settings are s5/recipes.py's."""
 
 from __future__ import annotations
 
@@ -37,92 +33,25 @@ from s5.checkpoint import (
 )
 from s5.mnist import MNIST_MD5, MnistError, font_digits_dir, load_font_digits, load_mnist
 from s5.muon import Muon
+from s5.recipes import RECIPES, TRAINING_KEYS, Settings
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run trains with: the 17 settings of a recipe, then the seed, precision, split and evaluation
-    batch. ``RECIPES[name].replace(lr=3e-3)`` is that recipe with one change; the run records all of them."""
-
-    recipe: str = "default"  # the recipe these settings started from
-    epochs: float = 5  # a fraction trains part of the last epoch
-    batch_size: int = 64
-    lr: float = 0.002  # the peak of OneCycle, the start of StepLR
-    momentum: float = 0.95  # SGD's and Muon's
-    weight_decay: float = 1e-4
-    optimizer: str = "muon"  # sgd, adamw or muon
-    scheduler: str = "onecycle"  # onecycle (per batch) or step (StepLR, per epoch)
-    step_size: int = 2  # StepLR: epochs between decays
-    gamma: float = 0.1  # StepLR: decay factor
-    label_smoothing: float = 0.1
-    degrees: float = 15.0  # augmentation: random rotation ±degrees
-    crop_p: float = 0.1  # augmentation: probability of the seed's CenterCrop(22) + resize
-    translate: float = 0.08  # augmentation: random shift, fraction of the image
-    scale_min: float = 0.9  # augmentation: random zoom range
-    scale_max: float = 1.1
-    lowres: float = 0.3  # augmentation: fraction of images seen as a 10-20 px scan enlarged
-    font_digits: float = 0.0  # fraction of training images swapped for handwriting-font digits
-    seed: int = 1
-    amp: str = "auto"  # auto (bf16 where native), bf16, fp16 or off
-    val: int = 0  # hold out the last N training images and evaluate on them instead of the test set
-    test_batch_size: int = 1000
-
-    def replace(self, **changes: object) -> Settings:
-        """These settings with ``changes`` (``TypeError`` for a name that is not a setting)."""
-        return dataclasses.replace(self, **changes)
-
-    def check(self) -> Settings:
-        """``ValueError`` with one line for a value no run can use; returns ``self``."""
-        choices = {"optimizer": ("sgd", "adamw", "muon"), "scheduler": ("step", "onecycle"),
-                   "amp": ("auto", "bf16", "fp16", "off")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}={getattr(self, key)!r}: use one of {', '.join(allowed)}")
-        if not (self.epochs > 0 and self.batch_size >= 1 and self.lr > 0 and self.test_batch_size >= 1):
-            raise ValueError("epochs, batch_size, lr and test_batch_size must be positive")
-        if self.scale_min > self.scale_max:
-            raise ValueError(f"scale_min {self.scale_min:g} is above scale_max {self.scale_max:g}")
-        return self
-
-
-RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Settings))[1:18]  # what a recipe chooses
-TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(Settings))  # restored from the checkpoint on resume
 # Restored on resume too, unless given again: the device, the data, where the files go.
+OnEpoch = Callable[[utils.History], str | None]  # a reason to stop, or None
 PLACE_KEYS = ("device", "data_dir", "no_verify", "log_dir", "checkpoint_dir", "tensorboard")
-
-DEFAULT = Settings()
-SEED_AUGMENTATION = dict(translate=0.0, scale_min=1.0, scale_max=1.0, lowres=0.0)  # rotation and crop only
-ADAMW = dict(optimizer="adamw", momentum=0.9)
-# Each recipe was chosen on the validation split (--val 10000), never on the test set.
-RECIPES = {
-    "default": DEFAULT,
-    # The fastest path to 99%: docs/studies/fast.md.
-    "fast": DEFAULT.replace(recipe="fast", epochs=0.5, lr=0.006, momentum=0.9, label_smoothing=0.09,
-                            degrees=7.5, **SEED_AUGMENTATION),
-    # The original assignment: batch 1024, SGD 0.01 momentum 0.9, StepLR(step_size=2, gamma=0.1).
-    "seed": DEFAULT.replace(recipe="seed", batch_size=1024, lr=0.01, momentum=0.9, weight_decay=0.0,
-                            optimizer="sgd", scheduler="step", label_smoothing=0.0, **SEED_AUGMENTATION),
-    # For your own handwriting: a quarter of the images are handwriting-font digits (`make font-digits`).
-    "handwriting": DEFAULT.replace(recipe="handwriting", font_digits=0.25, **ADAMW),
-    # On a GPU a step costs kernel launches, so larger batches.
-    "gpu": DEFAULT.replace(recipe="gpu", batch_size=512, lr=0.008, lowres=0.0, **ADAMW),
-    "gpu-fast": DEFAULT.replace(recipe="gpu-fast", epochs=1, batch_size=256, lr=0.012, **ADAMW,
-                                **SEED_AUGMENTATION),
-}
-# A GPU warps this many training images in one batched call (a CPU warps batch by batch).
+# A GPU warps this many training images in one batched call (a CPU, batch by batch).
 GPU_WARP_IMAGES = 8192
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; another name is checked (``ValueError`` if absent)."""
+    """``auto``: CUDA, then Apple's MPS, then the CPU; another name is checked (``ValueError``)."""
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name not in ("cuda", "mps", "cpu"):
         raise ValueError(f"device {name!r}: use auto, cuda, mps or cpu")
     if (name == "cuda" and not torch.cuda.is_available()) or (name == "mps" and not mps):
-        raise ValueError(f"--device {name}: torch sees no {'CUDA GPU' if name == 'cuda' else 'MPS device'} "
-                         "here; use --device auto or cpu")
+        kind = "CUDA GPU" if name == "cuda" else "MPS device"
+        raise ValueError(f"--device {name}: torch sees no {kind} here; use --device auto or cpu")
     return torch.device(name)
 
 
@@ -132,8 +61,8 @@ def default_recipe(device: str) -> str:
 
 
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``amp`` (auto, off, bf16, fp16); ``auto``: bf16 where native (CUDA 8.0+, CPUs
-    with AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
+    """The autocast dtype for ``amp`` (auto, off, bf16, fp16); ``auto``: bf16 where native (CUDA
+    8.0+, CPUs with AVX512-BF16/AMX), fp32 elsewhere (e.g. Colab's T4)."""
     if amp != "auto":
         return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     if device.type == "cuda":
@@ -147,7 +76,7 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (the loaders keep their own per-batch seeds)."""
+    """Seed Python's, NumPy's and torch's generators (the loaders seed each batch themselves)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -155,11 +84,12 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum, AdamW (fused on a GPU), or Muon (s5/muon.py; AdamW for what it skips)."""
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}  # fewer kernel launches per step
+    """SGD with Nesterov momentum, AdamW (fused on a GPU), or Muon (s5/muon.py; AdamW for what it
+    skips)."""
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}  # fewer kernel launches
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=momentum > 0, **fused)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                               weight_decay=weight_decay, nesterov=momentum > 0, **fused)
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
     if name == "muon":
@@ -168,23 +98,24 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float = 
 
 
 def augment_chunk(device: torch.device, batch_size: int) -> int:
-    """Batches augmented together by the training loader: GPU_WARP_IMAGES' worth on a GPU, one on a CPU."""
+    """Batches augmented together by the training loader: GPU_WARP_IMAGES' worth on a GPU, one on a
+    CPU."""
     return max(1, GPU_WARP_IMAGES // batch_size) if device.type == "cuda" else 1
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], int]]:
-    """Within the block, Ctrl-C (SIGINT) and SIGTERM (what `kill`, `timeout` and batch systems send) set a flag
-    instead of ending the process; yields a function that returns the signal's number, 0 before one came.
-    A second signal raises ``KeyboardInterrupt`` as usual."""
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM (what `kill`, `timeout` and batch systems send)
+    set a flag instead of ending the process; yields a function that returns the signal's number,
+    0 before one came. A second signal raises ``KeyboardInterrupt`` as usual."""
     requested = []
 
     def handler(signum: int, frame: object) -> None:
         if requested:
             raise KeyboardInterrupt
         requested.append(signum)
-        tqdm.write(f"Interrupted ({signal.Signals(signum).name}): finishing the current step, then saving a "
-                   "checkpoint (Ctrl-C again to abort)")
+        tqdm.write(f"Interrupted ({signal.Signals(signum).name}): finishing the current step, then "
+                   "saving a checkpoint (Ctrl-C again to abort)")
 
     try:
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -219,9 +150,9 @@ class Places:
 
 @dataclass
 class Result:
-    """What ``train`` returns. ``status``: finished, stopped (``on_epoch`` asked), interrupted (Ctrl-C or
-    SIGTERM: the checkpoint continues it), diverged (a non-finite loss), or done (a resumed run that had
-    nothing left to train)."""
+    """What ``train`` returns. ``status``: finished, stopped (``on_epoch`` asked), interrupted
+    (Ctrl-C or SIGTERM: the checkpoint continues it), diverged (a non-finite loss), or done (a
+    resumed run that had nothing left to train)."""
 
     status: str
     settings: Settings
@@ -233,13 +164,14 @@ class Result:
 
     @property
     def accuracy(self) -> float | None:
-        """The last evaluated accuracy (%), on the test set or, under ``val``, the validation split."""
+        """The last evaluated accuracy (%): on the test set, or under ``val`` the held-out split."""
         return self.history.eval_acc[-1] if self.history.eval_acc else None
 
 
 @dataclass
 class Run:
-    """One run in progress: its settings, files, data, Net, optimizer and schedule, and where it stands."""
+    """One run in progress: its settings, files, data, Net, optimizer and schedule, and where it
+    stands."""
 
     settings: Settings
     places: Places
@@ -274,13 +206,13 @@ class Run:
     def save(self, epoch: int, partial: utils.EpochTotals | None = None) -> None:
         save_checkpoint(self.files.checkpoint, model=self.model, optimizer=self.optimizer,
                         scheduler=self.schedule.scheduler, scaler=self.scaler, epoch=epoch,
-                        history=self.history.to_dict(), settings=recorded(self.settings, self.places),
-                        augment=asdict(self.augment), partial=vars(partial) if partial else None,
-                        run_id=self.files.run_id)
+                        history=self.history.to_dict(),
+                        settings=recorded(self.settings, self.places), augment=asdict(self.augment),
+                        partial=vars(partial) if partial else None, run_id=self.files.run_id)
 
 
 def recorded(settings: Settings, places: Places, **more: object) -> dict:
-    """A run's settings as its run file and checkpoint record them: what it trained with, and where."""
+    """A run's settings as its run file and checkpoint record them: what it trained with, where."""
     return dict(sorted({**asdict(settings), **places.recorded(), **more}.items()))
 
 
@@ -293,9 +225,11 @@ def prepare(run: Run) -> None:
         (data.test_images, data.test_labels)
     train_images, train_labels = data.train_images, data.train_labels
     if run.dry_run:
-        train_images, train_labels = train_images[: 2 * s.batch_size], train_labels[: 2 * s.batch_size]
-        eval_images, eval_labels = eval_images[: s.test_batch_size], eval_labels[: s.test_batch_size]
-    log(f"Train images: {len(train_images)}, {utils.SPLITS[run.split].lower()} images: {len(eval_images)}")
+        n, m = 2 * s.batch_size, s.test_batch_size
+        train_images, train_labels = train_images[:n], train_labels[:n]
+        eval_images, eval_labels = eval_images[:m], eval_labels[:m]
+    split = utils.SPLITS[run.split].lower()
+    log(f"Train images: {len(train_images)}, {split} images: {len(eval_images)}")
     font_digits = None
     if s.font_digits:
         font_digits = load_font_digits(run.places.data_dir, run.device)
@@ -308,7 +242,8 @@ def prepare(run: Run) -> None:
                                           extra=font_digits, extra_share=s.font_digits)
     run.eval_loader = utils.DeviceLoader(eval_images, eval_labels, s.test_batch_size)
     run.model = Net().to(run.device, memory_format=torch.channels_last)
-    log(f"Net: {sum(p.numel() for p in run.model.parameters() if p.requires_grad):,} trainable parameters")
+    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    log(f"Net: {trainable:,} trainable parameters")
     run.optimizer = make_optimizer(run.model, s.optimizer, lr=s.lr, momentum=s.momentum,
                                    weight_decay=s.weight_decay)
     run.schedule = utils.make_schedule(s.scheduler, run.optimizer, epochs=s.epochs,
@@ -316,16 +251,17 @@ def prepare(run: Run) -> None:
                                        gamma=s.gamma)
     run.scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp_dtype == torch.float16)
     run.history = utils.History(split=run.split)
-    run.plan = utils.epoch_batches(s.epochs, len(run.train_loader))  # a fractional last epoch is short
+    run.plan = utils.epoch_batches(s.epochs, len(run.train_loader))  # a fraction: a short last one
 
 
 def restore(run: Run, state: dict, path: str | Path) -> None:
-    """Put a resumed run back where its checkpoint left it: weights, optimizer, schedule, history, position."""
+    """Put a resumed run back where its checkpoint left it: weights, optimizer, schedule, history,
+    position."""
     total = run.schedule.scheduler.total_steps if run.schedule.per_batch else None
     if run.schedule.per_batch and state["scheduler"].get("total_steps") != total:
-        raise CheckpointError(f"{path} was trained with {state['scheduler'].get('total_steps')} scheduled steps, "
-                              f"these data and flags give {total}: resume with the run's own --data-dir (leave "
-                              "it out to use the saved one)")
+        raise CheckpointError(f"{path} was trained with {state['scheduler'].get('total_steps')} "
+                              f"scheduled steps, these data and flags give {total}: resume with "
+                              "the run's own --data-dir (leave it out to use the saved one)")
     load_model_state(run.model, state, path)
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.scheduler.load_state_dict(state["scheduler"])
@@ -334,17 +270,19 @@ def restore(run: Run, state: dict, path: str | Path) -> None:
     run.history = utils.History.from_dict(state["history"])
     run.start_epoch = state["epoch"] + 1
     run.partial = utils.EpochTotals(**state["partial"]) if state["partial"] else None
-    run.log(f"Resumed from {path} at epoch {run.start_epoch}, batch {run.partial.batches if run.partial else 0}")
+    batch = run.partial.batches if run.partial else 0
+    run.log(f"Resumed from {path} at epoch {run.start_epoch}, batch {batch}")
     utils.write_history_csv(run.files.csv, run.history)
 
 
 def warm_up(run: Run) -> float:
-    """Two training steps and one evaluation batch on a throwaway copy of the Net, with its own optimizer: on
-    CUDA, kernels load on first use, and the timed epochs should measure training. The run's own model,
-    optimizer and random numbers are untouched. Returns the seconds it took."""
+    """Two training steps and one evaluation batch on a throwaway copy of the Net, with its own
+    optimizer: on CUDA, kernels load on first use, and the timed epochs should measure training.
+    The run's own model, optimizer and random numbers are untouched. Returns the seconds it took."""
     s, start = run.settings, time.perf_counter()
     scratch = copy.deepcopy(run.model)
-    optimizer = make_optimizer(scratch, s.optimizer, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    optimizer = make_optimizer(scratch, s.optimizer, lr=s.lr, momentum=s.momentum,
+                               weight_decay=s.weight_decay)
     n, m, loader = 2 * s.batch_size, s.test_batch_size, run.train_loader
     probe = utils.DeviceLoader(loader.images[:n], loader.labels[:n], s.batch_size, shuffle=True,
                                augment=loader.augment, chunk=loader.chunk)
@@ -353,21 +291,23 @@ def warm_up(run: Run) -> float:
                     label_smoothing=s.label_smoothing, progress=False)
     except utils.NonFiniteLossError:  # a diverging learning rate: the run itself will say so
         pass
-    utils.test(scratch, utils.DeviceLoader(run.eval_loader.images[:m], run.eval_loader.labels[:m], m))
+    evaluation = run.eval_loader
+    utils.test(scratch, utils.DeviceLoader(evaluation.images[:m], evaluation.labels[:m], m))
     torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def one_epoch(run: Run, epoch: int, should_stop: Callable[[], int]) -> utils.EpochTotals:
-    """Train epoch ``epoch`` (all its planned batches unless a signal stops it first); returns its totals and
-    appends the evaluation to the history when it completed."""
+    """Train epoch ``epoch`` (all its planned batches unless a signal stops it first); returns its
+    totals and appends the evaluation to the history when it completed."""
     planned, steps = run.plan[epoch - 1], len(run.train_loader)
     part = f", {planned} of its {steps} batches" if planned < steps else ""
     run.log(f"Epoch {epoch} (learning rate {run.optimizer.param_groups[0]['lr']:.4e}{part})")
     start = time.perf_counter()
-    totals = utils.train(run.model, run.train_loader, run.optimizer, epoch=epoch, schedule=run.schedule,
-                         amp_dtype=run.amp_dtype, scaler=run.scaler, label_smoothing=run.settings.label_smoothing,
-                         totals=run.partial, should_stop=should_stop, log=run.log, progress=run.progress,
+    totals = utils.train(run.model, run.train_loader, run.optimizer, epoch=epoch,
+                         schedule=run.schedule, amp_dtype=run.amp_dtype, scaler=run.scaler,
+                         label_smoothing=run.settings.label_smoothing, totals=run.partial,
+                         should_stop=should_stop, log=run.log, progress=run.progress,
                          n_batches=planned)
     seconds = time.perf_counter() - start
     run.partial = None
@@ -385,23 +325,24 @@ def epochs(run: Run, on_epoch: Callable[[utils.History], str | None] | None) -> 
             try:
                 totals = one_epoch(run, epoch, should_stop)
             except utils.NonFiniteLossError as exc:
-                kept = (f"the last good checkpoint is {run.files.checkpoint}" if run.files.checkpoint.exists()
-                        else "no checkpoint of this run was saved: it diverged before its first epoch ended")
+                kept = (f"the last good checkpoint is {run.files.checkpoint}"
+                        if run.files.checkpoint.exists() else "no checkpoint of this run was "
+                        "saved: it diverged before its first epoch ended")
                 run.log(f"ERROR: {exc}")
                 run.log(kept[0].upper() + kept[1:])
                 return run.result("diverged", 1, f"{exc} ({kept})")
             if totals.batches < run.plan[epoch - 1]:
                 run.save(epoch - 1, totals)
-                message = (f"Interrupted at epoch {epoch}, batch {totals.batches}/{run.plan[epoch - 1]}. "
-                           f"Checkpoint: {run.files.checkpoint}. Continue with: python train.py --resume "
-                           f"{run.files.checkpoint}")
+                message = (f"Interrupted at epoch {epoch}, batch {totals.batches}/"
+                           f"{run.plan[epoch - 1]}. Checkpoint: {run.files.checkpoint}. Continue "
+                           f"with: python train.py --resume {run.files.checkpoint}")
                 run.log(message)
-                return run.result("interrupted", 128 + (signal.SIGTERM if should_stop() == signal.SIGTERM
-                                                        else signal.SIGINT), message)
-            if run.places.save_model:  # the checkpoint first: a CSV row never claims an epoch that was not saved
+                sent = signal.SIGTERM if should_stop() == signal.SIGTERM else signal.SIGINT
+                return run.result("interrupted", 128 + sent, message)  # 143 or 130
+            if run.places.save_model:  # first: a CSV row never claims an epoch that was not saved
                 run.save(epoch)
             utils.write_history_csv(run.files.csv, run.history)
-            run.board.epoch(run.history, step=sum(run.plan[:epoch]))  # step: training batches so far
+            run.board.epoch(run.history, step=sum(run.plan[:epoch]))  # step: batches so far
             if on_epoch is not None and (reason := on_epoch(run.history)):
                 message = f"Stopped after epoch {run.history.epoch[-1]:g}: {reason}"
                 run.log(message)
@@ -410,7 +351,8 @@ def epochs(run: Run, on_epoch: Callable[[utils.History], str | None] | None) -> 
 
 
 def finish(run: Run) -> Result:
-    """The end of a run that trained all its epochs: TensorBoard's summary and the final lines of the log."""
+    """The end of a run that trained all its epochs: TensorBoard's summary and the final lines of
+    the log."""
     h = run.history
     run.board.finish(h, run.last_eval, step=sum(run.plan),
                      settings={key: getattr(run.settings, key) for key in TRAINING_KEYS})
@@ -423,113 +365,127 @@ def finish(run: Run) -> Result:
 
 
 def train(settings: Settings | None = None, *, device: str = "auto", data_dir: str | Path = "data",
-          verify: bool = True, log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoints",
-          save_model: bool = True, tensorboard: bool = True, progress: bool = True, name: str | None = None,
-          dry_run: bool = False, on_epoch: Callable[[utils.History], str | None] | None = None,
-          kind: str = "train", record: dict | None = None, command: str | None = None,
+          verify: bool = True, log_dir: str | Path = "logs",
+          checkpoint_dir: str | Path = "checkpoints", save_model: bool = True,
+          tensorboard: bool = True, progress: bool = True, name: str | None = None,
+          dry_run: bool = False, on_epoch: OnEpoch | None = None, kind: str = "train",
+          record: dict | None = None, command: str | None = None,
           warnings: tuple[str, ...] = ()) -> Result:
-    """Train the Net with ``settings`` (default: the device's recipe) on MNIST from ``data_dir``; every epoch is
-    evaluated, logged to ``log_dir`` and checkpointed to ``checkpoint_dir``.
+    """Train the Net with ``settings`` (default: the device's recipe) on MNIST from ``data_dir``;
+    every epoch is evaluated, logged to ``log_dir`` and checkpointed to ``checkpoint_dir``.
 
-    ``dry_run``: two batches and one evaluation, no checkpoint. ``on_epoch(history)`` is called after each
-    evaluated epoch; a reason it returns stops the run there. ``kind`` and ``record`` go into the run file
-    (e.g. a tuning trial's study and number), ``command`` into its log. Raises ``ValueError`` for settings or
-    data no run can use, ``MnistError``, ``CheckpointError`` and ``OSError`` for files; a diverging or
-    interrupted run returns its ``Result``."""
+    ``dry_run``: two batches and one evaluation, no checkpoint. ``on_epoch(history)`` is called
+    after each evaluated epoch; a reason it returns stops the run there. ``kind`` and ``record`` go
+    into the run file (a tuning trial's study and number), ``command`` into its log. Raises
+    ``ValueError`` for settings or data no run can use, ``MnistError``, ``CheckpointError`` and
+    ``OSError`` for files; a diverging or interrupted run returns its ``Result``."""
     settings = (settings or RECIPES[default_recipe(device)]).check()
     if dry_run:
-        settings, save_model, tensorboard, kind = settings.replace(epochs=1), False, False, "dry-run"
-    places = Places(device, str(data_dir), verify, str(log_dir), str(checkpoint_dir), tensorboard, save_model)
-    return execute(settings, places, kind=kind, record=record, command=command, warnings=list(warnings),
-                   progress=progress, name=name, dry_run=dry_run, on_epoch=on_epoch)
+        settings, kind = settings.replace(epochs=1), "dry-run"
+        save_model = tensorboard = False
+    places = Places(device, str(data_dir), verify, str(log_dir), str(checkpoint_dir), tensorboard,
+                    save_model)
+    return execute(settings, places, kind=kind, record=record, command=command,
+                   warnings=list(warnings), progress=progress, name=name, dry_run=dry_run,
+                   on_epoch=on_epoch)
 
 
-def resume(checkpoint: str | Path, *, device: str | None = None, data_dir: str | Path | None = None,
-           verify: bool | None = None, log_dir: str | Path | None = None,
-           checkpoint_dir: str | Path | None = None, tensorboard: bool | None = None, progress: bool = True,
-           on_epoch: Callable[[utils.History], str | None] | None = None, command: str | None = None,
-           asked: dict | None = None, warnings: tuple[str, ...] = ()) -> Result:
-    """Continue the run saved in ``checkpoint`` exactly: its settings come from the checkpoint, and so do the
-    places not given here. Same seed, same machine: the same numbers as a run that was never stopped.
-    ``asked``: settings asked for now (e.g. flags), each logged as ignored where it differs from the run's."""
+def resume(checkpoint: str | Path, *, device: str | None = None,
+           data_dir: str | Path | None = None, verify: bool | None = None,
+           log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
+           tensorboard: bool | None = None, progress: bool = True, on_epoch: OnEpoch | None = None,
+           command: str | None = None, asked: dict | None = None,
+           warnings: tuple[str, ...] = ()) -> Result:
+    """Continue the run saved in ``checkpoint`` exactly: its settings come from the checkpoint, and
+    so do the places not given here. Same seed, same machine: the same numbers as a run that was
+    never stopped. ``asked``: settings asked for now (flags); those that differ are ignored."""
     state = load_checkpoint(checkpoint)
     load_model_state(Net(), state, checkpoint)  # another architecture or NaN weights: stop here
     saved = saved_settings(state, checkpoint)
     settings = Settings(**{key: saved[key] for key in TRAINING_KEYS})
-    warnings = [*warnings, *(f"--{key.replace('_', '-')} {value} is ignored on --resume: the run continues with "
-                             f"its own {key}={saved[key]}"
+    warnings = [*warnings, *(f"--{key.replace('_', '-')} {value} is ignored on --resume: the run "
+                             f"continues with its own {key}={saved[key]}"
                              for key, value in (asked or {}).items() if value != saved[key])]
-    given = {"device": device, "data_dir": data_dir, "log_dir": log_dir, "checkpoint_dir": checkpoint_dir,
-             "tensorboard": tensorboard}
-    where = {key: str(value) if isinstance(value, Path) else value for key, value in given.items()}
-    where = {key: saved.get(key, getattr(Places, key)) if value is None else value for key, value in where.items()}
+    given = {"device": device, "data_dir": data_dir, "log_dir": log_dir,
+             "checkpoint_dir": checkpoint_dir, "tensorboard": tensorboard}
+    where = {key: saved.get(key, getattr(Places, key)) if value is None else
+             str(value) if isinstance(value, Path) else value for key, value in given.items()}
     verify = (not saved.get("no_verify", False)) if verify is None else verify
-    places = Places(where["device"], where["data_dir"], verify, where["log_dir"], where["checkpoint_dir"],
-                    where["tensorboard"], saved.get("save_model", True))
+    places = Places(where["device"], where["data_dir"], verify, where["log_dir"],
+                    where["checkpoint_dir"], where["tensorboard"], saved.get("save_model", True))
     try:
         pick_device(places.device)
     except ValueError:
-        raise CheckpointError(f"{checkpoint} was trained on {places.device}, which this machine does not have: "
-                              "add --device cpu (or auto) to continue it here") from None
+        raise CheckpointError(f"{checkpoint} was trained on {places.device}, which this machine "
+                              "does not have: add --device cpu (or auto) to continue it "
+                              "here") from None
     if state["epoch"] >= settings.epochs and not state["partial"]:
         history = utils.History.from_dict(state["history"])
         return Result("done", settings, history, None, Path(checkpoint), 0,
-                      f"Nothing to train: {checkpoint} finished all {settings.epochs:g} epochs of its run. To "
-                      "train longer, start a new run with --epochs N.")
-    return execute(settings, places, state=(state, checkpoint), command=command, warnings=list(warnings),
-                   progress=progress, on_epoch=on_epoch)
+                      f"Nothing to train: {checkpoint} finished all {settings.epochs:g} epochs of "
+                      "its run. To train longer, start a new run with --epochs N.")
+    return execute(settings, places, state=(state, checkpoint), command=command,
+                   warnings=list(warnings), progress=progress, on_epoch=on_epoch)
 
 
 def saved_settings(state: dict, path: str | Path) -> dict:
-    """The settings a checkpoint's run trained with; ``CheckpointError`` if its run cannot be resumed."""
+    """The settings a checkpoint's run trained with; ``CheckpointError`` if its run cannot be
+    resumed."""
     if state.get("kind") == "weights":
-        raise CheckpointError(f"{path} holds weights only (e.g. torch.save(net.state_dict())): it can be used "
-                              "with predict.py, but a run cannot be resumed from it (no optimizer or schedule)")
+        raise CheckpointError(f"{path} holds weights only (e.g. torch.save(net.state_dict())): it "
+                              "can be used with predict.py, but a run cannot be resumed from it "
+                              "(no optimizer or schedule)")
     if state["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} was written by an earlier version of train.py ({state['format']}): "
-                              "predict.py, export and the page still use it, but its run cannot be resumed; "
-                              "train again")
+        raise CheckpointError(f"{path} was written by an earlier version of train.py "
+                              f"({state['format']}): predict.py, export and the page still use it, "
+                              "but its run cannot be resumed; train again")
     kinds = {"epoch": int, "history": dict, "settings": dict, "optimizer": dict, "scheduler": dict}
     wrong = [key for key, kind in kinds.items() if not isinstance(state.get(key), kind)]
-    wrong += ["partial"] * (state.get("partial") is not None and not isinstance(state["partial"], dict))
-    wrong += [f"settings.{key}" for key in TRAINING_KEYS if key not in (state.get("settings") or {})][:3]
+    partial = state.get("partial")
+    wrong += ["partial"] * (partial is not None and not isinstance(partial, dict))
+    saved = state.get("settings") or {}
+    wrong += [f"settings.{key}" for key in TRAINING_KEYS if key not in saved][:3]
     if not wrong:
         try:
             Settings(**{key: state["settings"][key] for key in TRAINING_KEYS}).check()
         except (TypeError, ValueError):
             wrong.append("settings")
     if wrong:
-        raise CheckpointError(f"{path} holds fields of the wrong kind or none ({', '.join(wrong)}): not as "
-                              "train.py writes them, so its run cannot be resumed; predict.py may still use its "
-                              "weights")
+        raise CheckpointError(f"{path} holds fields of the wrong kind or none "
+                              f"({', '.join(wrong)}): not as train.py writes them, so its run "
+                              "cannot be resumed; predict.py may still use its weights")
     return state["settings"]
 
 
 def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None = None,
             kind: str = "train", record: dict | None = None, command: str | None = None,
-            warnings: list[str], progress: bool = True, name: str | None = None, dry_run: bool = False,
-            on_epoch: Callable[[utils.History], str | None] | None = None) -> Result:
-    """A run from its settings and places: claim its files, log its set-up, then train (``state``: continue a
-    checkpoint's run)."""
+            warnings: list[str], progress: bool = True, name: str | None = None,
+            dry_run: bool = False, on_epoch: OnEpoch | None = None) -> Result:
+    """A run from its settings and places: claim its files, log its set-up, then train (``state``:
+    continue a checkpoint's run)."""
     if settings.amp == "fp16" and pick_device(places.device).type == "cpu":
-        warnings.append("--amp fp16 on a CPU is emulated and about 40x slower than --amp bf16 or off")
+        warnings.append("--amp fp16 on a CPU is emulated and far slower than --amp bf16 or off")
     device = pick_device(places.device)
-    places = dataclasses.replace(places, device=device.type)  # what it resolved to: a resume continues there
+    places = dataclasses.replace(places, device=device.type)  # a resume continues there
     amp_dtype = autocast_dtype(device, settings.amp)
     seed_everything(settings.seed)
     remove_stale_temp_files(places.checkpoint_dir)
     started_by = command or "train() from Python"
-    if state is not None and state[0].get("run_id"):  # the same run goes on: one id, one set of files
+    if state is not None and state[0].get("run_id"):  # the same run goes on, in the same files
         files = runs.continue_run(state[0]["run_id"], places.log_dir, state[1])
         info = runs.read_run_info(files.info)
-        kind, record = info.get("kind", kind), {key: info[key] for key in ("study", "trial") if key in info}
-        resumed_with, first = [*info.get("resumed_with", []), started_by], info.get("command", started_by)
+        kind = info.get("kind", kind)
+        record = {key: info[key] for key in ("study", "trial") if key in info}
+        resumed_with = [*info.get("resumed_with", []), started_by]
+        first = info.get("command", started_by)
     else:
         label = "-".join(filter(None, [name, dry_run and "dry-run"]))
-        files, resumed_with, first = runs.new_run(places.log_dir, places.checkpoint_dir, label), [], started_by
+        files = runs.new_run(places.log_dir, places.checkpoint_dir, label)
+        resumed_with, first = [], started_by
     try:
-        runs.write_run_info(files, kind=kind, command=first, split="val" if settings.val else "test",
-                            resumed_with=resumed_with, **(record or {}),
+        runs.write_run_info(files, kind=kind, command=first,
+                            split="val" if settings.val else "test", resumed_with=resumed_with,
+                            **(record or {}),
                             settings=recorded(settings, places, name=name, dry_run=dry_run))
         board_dir = files.tensorboard if places.tensorboard else None
         with runs.RunLog(files.log) as log, runs.RunBoard(board_dir) as board:
@@ -539,15 +495,16 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
                     f"Run {files.run_id} continues: {started_by}")
                 for warning in warnings:
                     log(f"WARNING: {warning}")
-                log("Settings: " + ", ".join(f"{k}={v}" for k, v in recorded(settings, places).items()))
+                shown = recorded(settings, places).items()
+                log("Settings: " + ", ".join(f"{k}={v}" for k, v in shown))
                 log(f"Device: {device}, autocast: {amp_dtype or 'off'}, torch {torch.__version__}, "
                     f"threads {torch.get_num_threads()}")
                 prepare(run)
                 if state is not None:
                     restore(run, *state)
                 if device.type == "cuda":
-                    log(f"CUDA warm-up: {warm_up(run):.1f} s on a copy of the Net (kernels load on first use; "
-                        "not counted as training time)")
+                    log(f"CUDA warm-up: {warm_up(run):.1f} s on a copy of the Net (kernels load on "
+                        "first use; not counted as training time)")
                 return epochs(run, on_epoch)
             except (ValueError, MnistError, CheckpointError, OSError) as exc:
                 log(f"ERROR: {exc}")

@@ -84,12 +84,12 @@ def test_the_library_imports_without_the_scripts_or_a_display() -> None:
 
 
 def test_train_help_lists_what_the_recipes_use_and_no_retired_experiment() -> None:
-    from s5 import train_cli, training
+    from s5 import recipes, train_cli
 
     flags = {option for action in train_cli.build_parser()._actions for option in action.option_strings}
     retired = {"--stroke", "--elastic", "--shear", "--flag-ones", "--plain-epochs", "--ema", "--lowres-min",
                "--warmup", "--nesterov"}
     assert not flags & retired
-    assert {f"--{key.replace('_', '-')}" for key in training.TRAINING_KEYS} <= flags  # each setting has its flag
-    assert len(training.RECIPE_KEYS) == 17 and "seed" not in training.RECIPE_KEYS
-    assert all(isinstance(r, training.Settings) and r.recipe == name for name, r in training.RECIPES.items())
+    assert {f"--{key.replace('_', '-')}" for key in recipes.TRAINING_KEYS} <= flags  # each setting has its flag
+    assert len(recipes.RECIPE_KEYS) == 17 and "seed" not in recipes.RECIPE_KEYS
+    assert all(isinstance(r, recipes.Settings) and r.recipe == name for name, r in recipes.RECIPES.items())

@@ -9,7 +9,7 @@ import pytest
 from conftest import cli_run, stop_after
 
 import utils
-from s5 import runs, training
+from s5 import recipes, runs, training
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")
@@ -50,8 +50,8 @@ def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, 
     start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
     assert hparams["recipe"].string_value == "default" and hparams["val"].number_value == 128
-    assert set(hparams) == set(training.TRAINING_KEYS)  # the training settings, not where the files went
-    assert "tensorboard" in training.PLACE_KEYS and "tensorboard" not in training.TRAINING_KEYS
+    assert set(hparams) == set(recipes.TRAINING_KEYS)  # the training settings, not where the files went
+    assert "tensorboard" in training.PLACE_KEYS and "tensorboard" not in recipes.TRAINING_KEYS
 
 
 def test_no_events_when_turned_off_in_a_dry_run_or_without_tensorboard(tiny_mnist, tmp_path: Path,

@@ -14,7 +14,7 @@ from conftest import DEVICES, stop_after, synthetic_digits
 
 import utils
 from model import Net
-from s5 import checkpoint, runs, train_cli, training
+from s5 import checkpoint, recipes, runs, train_cli, training
 
 
 def tiny_loader(n: int = 64, batch_size: int = 16, device: str = "cpu", **kwargs) -> utils.DeviceLoader:
@@ -286,9 +286,9 @@ def test_auto_precision() -> None:
 # --- train() and resume(): training from Python with values, no flags
 
 
-def small_settings(**changes: object) -> training.Settings:
+def small_settings(**changes: object) -> recipes.Settings:
     """The fast recipe on 512 tiny images: 8 steps of 64 an epoch, evaluated on 128."""
-    return training.RECIPES["fast"].replace(epochs=2, test_batch_size=128, **changes)
+    return recipes.RECIPES["fast"].replace(epochs=2, test_batch_size=128, **changes)
 
 
 def test_train_takes_settings_and_returns_the_runs_result(tiny_mnist, tmp_path: Path) -> None:
@@ -299,7 +299,7 @@ def test_train_takes_settings_and_returns_the_runs_result(tiny_mnist, tmp_path: 
     assert result.status == "finished" and result.exit_status == 0 and result.history.epoch == [1, 2]
     assert result.accuracy == result.history.eval_acc[-1] == utils.load_history(result.files.csv).eval_acc[-1]
     state = checkpoint.load_checkpoint(result.checkpoint)
-    assert {k: state["settings"][k] for k in training.TRAINING_KEYS} == asdict(small_settings(lr=3e-3))
+    assert {k: state["settings"][k] for k in recipes.TRAINING_KEYS} == asdict(small_settings(lr=3e-3))
     info = runs.read_run_info(result.files.info)
     assert info["kind"] == "train" and info["settings"]["lr"] == 3e-3 and info["settings"]["recipe"] == "fast"
 
@@ -328,9 +328,9 @@ def test_resume_continues_a_run_exactly_and_ignores_asked_changes(tiny_mnist, tm
 
 def test_settings_are_checked_values() -> None:
     with pytest.raises(TypeError):
-        training.RECIPES["fast"].replace(learning_rate=0.1)  # not a setting
+        recipes.RECIPES["fast"].replace(learning_rate=0.1)  # not a setting
     with pytest.raises(dataclasses.FrozenInstanceError):
-        training.RECIPES["fast"].lr = 0.1  # a recipe is never changed in place
+        recipes.RECIPES["fast"].lr = 0.1  # a recipe is never changed in place
     for bad in (dict(optimizer="adam"), dict(lr=0), dict(scale_min=2.0, scale_max=1.0), dict(amp="fp8")):
         with pytest.raises(ValueError):
-            training.train(training.DEFAULT.replace(**bad), log_dir="/nonexistent/never-written")
+            training.train(recipes.DEFAULT.replace(**bad), log_dir="/nonexistent/never-written")

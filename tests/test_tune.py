@@ -22,12 +22,12 @@ from conftest import write_mnist
 from optuna.trial import TrialState
 
 import utils
-from s5 import training
+from s5 import recipes
 from tools import study as study_cli
 from tools import tune
 
 SPACE = {"recipe": "fast", "search": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
-RECIPE = {"lr": training.RECIPES["fast"].lr}  # the recipe's own value: trial 0 of every study
+RECIPE = {"lr": recipes.RECIPES["fast"].lr}  # the recipe's own value: trial 0 of every study
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""Correctness on a CUDA GPU with the real MNIST: `python -m tools.gpu_checks` (logs in logs/gpu-checks/).
+"""Correctness on a CUDA GPU with the real MNIST: `python -m tools.gpu_checks` (logs in
+logs/gpu-checks/).
 
-Each precision trains the fast recipe; then, for bf16 and fp32, a 3-epoch gpu-recipe run is interrupted with
-SIGINT in epoch 2, resumed from its checkpoint, and its history compared with an uninterrupted run's.
+Each precision trains the fast recipe; then, for bf16 and fp32, a 3-epoch gpu-recipe run is
+interrupted with SIGINT in epoch 2, resumed from its checkpoint, and its history compared with an
+uninterrupted run's.
 """
 
 import os
@@ -11,14 +13,15 @@ import time
 from pathlib import Path
 
 from s5 import training
-from s5.training import RECIPES
+from s5.recipes import RECIPES
 
 LOGS, CHECKPOINTS = Path("logs/gpu-checks"), Path("checkpoints/gpu-checks")
 PLACES = dict(device="cuda", progress=False, log_dir=LOGS, checkpoint_dir=CHECKPOINTS)
 
 
 def interrupt_when_logged(name: str, marker: str, timeout: float = 120) -> threading.Thread:
-    """Send this process SIGINT once the log of the run named ``name`` shows ``marker`` (as Ctrl-C would)."""
+    """Send this process SIGINT once the log of the run named ``name`` shows ``marker`` (as Ctrl-C
+    would)."""
 
     def watch() -> None:
         deadline = time.monotonic() + timeout
