@@ -76,7 +76,7 @@ eval-real: setup
 	test -f realworld/manifest.csv || $(PY) -m tools.realworld build
 	$(PY) -m tools.realworld eval --readme README.md $(ARGS)
 
-# The draw-a-digit page (s5/app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
+# The draw-a-digit page (s5/page.py, served by tools/app.py) on http://127.0.0.1:7860 with the newest checkpoint; its packages are optional
 # extras (requirements-app.txt, also pulled in by requirements-dev.txt for the browser tests). ARGS="--checkpoint PATH --port N --host 0.0.0.0".
 app: setup
 	$(PY) -m pip install -r requirements-app.txt

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from s5 import digits
+from s5 import digits, image
 from s5.checkpoint import CheckpointError, load_given_or_newest
 from s5.files import update_block
 from s5.mnist import FONT_DIGITS_FILES, font_digits_dir, write_idx
@@ -273,13 +273,13 @@ def build(out: Path, per_font: int, n_sklearn: int, seed: int, limit: int | None
 
 
 def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None = None) -> Path:
-    """predict.py's path (digits.read_images + digits.predict) on the set; prints and writes a markdown report."""
+    """predict.py's path (image.read_images + digits.predict) on the set; prints and writes a markdown report."""
     net, path, _ = load_given_or_newest(checkpoint)
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    read = digits.read_images([out / r["file"] for r in rows])
-    ok = [i for i, r in enumerate(read) if not isinstance(r, digits.ImageError)]
-    preds = dict(zip(ok, digits.predict(net, torch.stack([read[i] for i in ok])), strict=True)) if ok else {}
+    read = image.read_images([out / r["file"] for r in rows])
+    ok = [i for i, r in enumerate(read) if not isinstance(r, image.ImageError)]
+    preds = dict(zip(ok, digits.predict(net, np.stack([read[i] for i in ok])), strict=True)) if ok else {}
     bad = next((r for r in rows if r["label"] not in {str(d) for d in range(10)}), None)
     if bad is not None:
         raise ValueError(f"{out / 'manifest.csv'}: {bad['file']} has the label {bad['label']!r}, not a digit 0-9; "
@@ -333,7 +333,7 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
     sheet = Image.new("L", (tile * per * len(cats), tile * 2 + 16), 255)
     draw = ImageDraw.Draw(sheet)
     for j, cat in enumerate(cats):
-        found = [i for i, r in enumerate(rows) if r["category"] == cat and isinstance(read[i], torch.Tensor)]
+        found = [i for i, r in enumerate(rows) if r["category"] == cat and isinstance(read[i], np.ndarray)]
         picks = found[:: len(found) // per + 1][:per]  # spread over fonts and digits
         draw.text((j * per * tile + 4, 2), cat, fill=0)
         for k, i in enumerate(picks):
@@ -342,14 +342,14 @@ def picture(out: Path, rows: list[dict], read: list, path: Path, per: int = 4) -
                 img.thumbnail((tile - 4, tile - 4))
             x = (j * per + k) * tile
             sheet.paste(img, (x + 2, 16))
-            sheet.paste(Image.fromarray(read[i].numpy()).resize((tile - 4, tile - 4), Image.Resampling.NEAREST),
+            sheet.paste(Image.fromarray(read[i]).resize((tile - 4, tile - 4), Image.Resampling.NEAREST),
                         (x + 2, 16 + tile))
     sheet.save(path)
 
 
 def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tensor:
     """One training digit: the glyph with ``pen`` px more pen, sheared by ``slant``, drawn dark on white paper
-    and read by predict.py's preprocessing (``digits.preprocess``) with every slant kept: the 28x28 the Net would see
+    and read by predict.py's preprocessing (``image.preprocess``) with every slant kept: the 28x28 the Net would see
     of it, before predict.py's slant step."""
     ink = glyph(font_path, digit, 96, pen)
     margin = int(abs(slant) * ink.shape[0]) + 16
@@ -357,7 +357,7 @@ def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tens
     # x_in = x_out + slant * (y_out - centre): the glyph leans right (as italics do) for slant > 0
     paper = paper.transform(paper.size, Image.Transform.AFFINE, (1, slant, -slant * paper.size[1] / 2, 0, 1, 0),
                             resample=Image.Resampling.BILINEAR, fillcolor=255)
-    return digits.preprocess(paper, name=f"{Path(font_path).stem} {digit}", deslant=False)
+    return torch.from_numpy(image.preprocess(paper, name=f"{Path(font_path).stem} {digit}", deslant=False))
 
 
 def build_font_digits(data_dir: Path) -> int:

@@ -1,4 +1,5 @@
-"""app.py: the draw-a-digit page's logic (``analyse``), its command line, and the page in a real browser.
+"""The draw-a-digit page: its logic (``s5.page.analyse``), its command line (``python -m tools.app``),
+and the page in a real browser.
 
 The Net is trained here in seconds on drawn 0, 1 and 7 (as in test_predict.py). The browser tests drive
 Debian's Chromium (/usr/bin/chromium) with Playwright for Python; they are skipped, with the reason, when
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -28,10 +30,12 @@ from test_predict import draw_digit, drawn_dataset, one_thread
 
 import utils
 from model import Net
-from s5 import app, checkpoint, digits, explain
-from s5.image import to_gray
+from s5 import checkpoint, digits, explain, page
+from s5.image import preprocess, to_gray
+from tools import app as app_tool
+from tools import browser
 
-CHROMIUM = app.CHROMIUM
+CHROMIUM = browser.CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def sketch(digit: int, size: int = 280, width: int = 22) -> np.ndarray:
 def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, size: int) -> None:
     net, _ = trained
     with one_thread():
-        result = app.analyse(net, sketch(digit, size))
+        result = page.analyse(net, sketch(digit, size))
     assert result["digit"] == digit, result["message"]
     assert str(digit) in result["message"]
     probs = result["probabilities"]
@@ -94,13 +98,26 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
     assert result["uncertain"] == (result["probability"] < digits.UNCERTAIN_BELOW)
     assert result["net_input"].shape == (28, 28) and result["net_input"].dtype == np.uint8
     # exactly what predict.py's preprocessing gives for the same picture laid on white, reduced to the page's size
-    gray = to_gray(sketch(digit, size), app.WORK_SIDE)
-    assert max(gray.shape) <= app.WORK_SIDE
-    assert np.array_equal(result["net_input"], digits.preprocess(gray).numpy())
+    gray = to_gray(sketch(digit, size), page.PAGE_SIDE)
+    assert max(gray.shape) <= page.PAGE_SIDE
+    assert np.array_equal(result["net_input"], preprocess(gray))
     assert set(result["feature_maps"]) == set(explain.CONV_LAYERS)
     for grid in [*result["feature_maps"].values(), result["saliency"], result["net_input_large"]]:
         assert grid.dtype == np.uint8 and grid.ndim in (2, 3) and min(grid.shape[:2]) >= 150
         assert grid.std() > 0  # not a blank picture
+
+
+def test_analyse_runs_the_net_once_for_a_prediction(trained) -> None:
+    net, _ = trained
+    batches = []
+    hook = net.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
+    try:
+        with one_thread():
+            result = page.analyse(net, sketch(7), inside=False)
+    finally:
+        hook.remove()
+    assert batches == [1] and result["digit"] == 7
+    assert result["top3"][0] == (7, result["probability"]) == (7, result["probabilities"]["7"])
 
 
 def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
@@ -110,54 +127,54 @@ def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
     assert on_white.max() == 255 and on_white.min() == 0
     rgb = np.repeat(on_white[..., None], 3, axis=2).astype(np.uint8)
     with one_thread():
-        assert app.analyse(net, rgb)["digit"] == 7
-        assert app.analyse(net, on_white)["digit"] == 7
-        assert app.analyse(net, Image.fromarray(rgba))["digit"] == 7
+        assert page.analyse(net, rgb)["digit"] == 7
+        assert page.analyse(net, on_white)["digit"] == 7
+        assert page.analyse(net, Image.fromarray(rgba))["digit"] == 7
         # a Net that cannot tell the digits apart: every probability 0.1, flagged uncertain as predict.py does
         flat = Net().eval()
         torch.nn.init.zeros_(flat.fc2.weight)
         torch.nn.init.zeros_(flat.fc2.bias)
-        result = app.analyse(flat, rgba)
+        result = page.analyse(flat, rgba)
     assert result["uncertain"] and "Uncertain" in result["message"]
-    assert "uncertain" in app.headline(result)
+    assert "uncertain" in page.headline(result)
 
 
 @pytest.mark.parametrize("image", [None, np.zeros((400, 400, 4), np.uint8), np.full((280, 280, 3), 255, np.uint8),
                                    np.full((50, 60), 128.0)], ids=["none", "transparent", "white", "grey"])
 def test_analyse_empty_canvas_gives_a_message_not_an_exception(trained, image) -> None:
     net, _ = trained
-    result = app.analyse(net, image)
-    assert result["digit"] is None and result["message"] == app.EMPTY_MESSAGE
+    result = page.analyse(net, image)
+    assert result["digit"] is None and result["message"] == page.EMPTY_MESSAGE
     assert result["probabilities"] is None and result["feature_maps"] is None and result["saliency"] is None
-    assert "draw a digit" in app.headline(result).lower()
+    assert "draw a digit" in page.headline(result).lower()
 
 
 def test_build_app_returns_blocks(trained) -> None:
     gr = pytest.importorskip("gradio", reason="gradio is an optional extra: pip install -r requirements-app.txt")
-    page = app.build_app(trained[0], "drawn.pt")
-    assert isinstance(page, gr.Blocks)
-    assert page.analytics_enabled is False  # the page makes no outside connection (it promises to work offline)
-    assert page.delete_cache == (3600, 3600)  # uploads do not pile up in the temporary folder
+    blocks = page.build_app(trained[0], "drawn.pt")
+    assert isinstance(blocks, gr.Blocks)
+    assert blocks.analytics_enabled is False  # the page makes no outside connection (it promises to work offline)
+    assert blocks.delete_cache == (3600, 3600)  # uploads do not pile up in the temporary folder
 
 
 def test_strokes_from_json_takes_the_pads_points_and_nothing_else() -> None:
-    assert app.strokes_from_json(json.dumps(app.SEVEN)) == app.SEVEN
-    assert app.strokes_from_json("[[[-0.5, 2], [0.5, 0.25]], []]") == [[(0.0, 1.0), (0.5, 0.25)]]  # clipped to the pad
+    assert page.strokes_from_json(json.dumps(browser.SEVEN)) == browser.SEVEN
+    assert page.strokes_from_json("[[[-0.5, 2], [0.5, 0.25]], []]") == [[(0.0, 1.0), (0.5, 0.25)]]  # clipped to the pad
     garbage = [None, "", "[]", "{}", "not json", "[1, 2]", '[[["a", "b"]]]', "[[[0.1, 0.2, 0.3]]]", "[[[NaN, 0.5]]]",
-               "[" * 100_000, json.dumps([[[0.5, 0.5]] * (app.MAX_POINTS + 1)])]
+               "[" * 100_000, json.dumps([[[0.5, 0.5]] * (page.MAX_POINTS + 1)])]
     for value in garbage:
-        assert app.strokes_from_json(value) == [], value[:40] if value else value
+        assert page.strokes_from_json(value) == [], value[:40] if value else value
 
 
 def test_the_pads_points_drawn_again_read_as_the_digit(trained) -> None:
-    canvas = app.sketch_canvas(app.SEVEN)
-    assert canvas.shape == (app.WORK_SIDE, app.WORK_SIDE) and canvas.dtype == np.uint8
+    canvas = page.sketch_canvas(browser.SEVEN)
+    assert canvas.shape == (page.PAGE_SIDE, page.PAGE_SIDE) and canvas.dtype == np.uint8
     assert canvas.min() == 0 and canvas.max() == 255
-    assert app.sketch_canvas([[(0.5, 0.5)]]).min() == 0  # a tap leaves a dot
+    assert page.sketch_canvas([[(0.5, 0.5)]]).min() == 0  # a tap leaves a dot
     with one_thread():
-        assert app.analyse(trained[0], app.sketch_canvas(app.SEVEN_IN_ONE))["digit"] == 7
-        assert app.analyse(trained[0], app.sketch_canvas(app.ONE))["digit"] == 1
-        light = app.analyse(trained[0], canvas, inside=False)
+        assert page.analyse(trained[0], page.sketch_canvas(browser.SEVEN_IN_ONE))["digit"] == 7
+        assert page.analyse(trained[0], page.sketch_canvas(browser.ONE))["digit"] == 1
+        light = page.analyse(trained[0], canvas, inside=False)
     assert light["digit"] == 7 and light["feature_maps"] is None and light["saliency"] is None
 
 
@@ -192,31 +209,31 @@ def test_an_unreadable_upload_is_one_line_naming_the_file(tmp_path: Path, kind: 
                "truncated": seven.read_bytes()[:400],
                "bomb": png(20_000, 20_000)}[kind]  # 400 Mpx in 60 KB, beyond Pillow's 179 Mpx limit
     path.write_bytes(content)
-    message = app.read_upload(str(path))
+    message = page.read_upload(str(path))
     assert isinstance(message, str) and "\n" not in message and message.startswith("upload.png ")
     assert message.endswith(". Drop a PNG or JPEG photo of one digit.")
     assert str(tmp_path) not in message  # the user's file name, not the server's cache path
     assert {"not an image": "is not an image", "empty": "is empty (0 bytes)", "truncated": "could not be read",
             "bomb": "DecompressionBomb"}[kind] in message, message
-    assert app.read_upload(None) is None and isinstance(app.read_upload(str(seven)), np.ndarray)
+    assert page.read_upload(None) is None and isinstance(page.read_upload(str(seven)), np.ndarray)
 
 
 @pytest.mark.parametrize(("kind", "limit_mb"), [("1-bit", 512), ("16-bit", 512), ("rgba", 1024)])
 def test_a_huge_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path: Path, kind: str,
                                                                limit_mb: int) -> None:
     """A 13,000x13,000 PNG (a bar, under 1 MB) through the page's upload path, in a fresh process: the peak memory
-    it adds is measured. Gradio's numpy decoding took about 10 GB; the bounded reader holds the decoded picture
-    (169, 338, 676 MB) and a band of it at a time (whole conversions took 1.0 GB for 16-bit, 2.6 GB for RGBA)."""
+    it adds stays within the decoded picture and a band of it at a time."""
     path = tmp_path / "huge.png"
     path.write_bytes(png(13_000, 13_000, kind=kind, ink_rows=range(2_000, 3_000)))  # a thick bar: ink to read
     assert path.stat().st_size < 2**20
     code = """if True:
         import json, resource, sys
-        from s5 import app, checkpoint
+        from s5 import checkpoint, page
+        from tools.browser import SEVEN
         net = checkpoint.load_given_or_newest(sys.argv[2])[0]
-        app.analyse(net, app.sketch_canvas(app.SEVEN), inside=False)  # the page is warm before its first upload
+        page.analyse(net, page.sketch_canvas(SEVEN), inside=False)  # the page is warm before its first upload
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result = app.analyse(net, app.read_upload(sys.argv[1]), inside=False)
+        result = page.analyse(net, page.read_upload(sys.argv[1]), inside=False)
         added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         print(json.dumps({"added_mb": added / 1024, "message": result["message"]}))"""
     done = subprocess.run([sys.executable, "-c", code, str(path), str(trained[1])], capture_output=True, text=True,
@@ -224,7 +241,7 @@ def test_a_huge_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["added_mb"] < limit_mb, report
-    assert report["message"] != app.EMPTY_MESSAGE  # read, not refused: there is ink
+    assert report["message"] != page.EMPTY_MESSAGE  # read, not refused: there is ink
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,8 +259,21 @@ def test_no_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("app.py: error: no checkpoint found"), done.stderr
+    assert len(lines) == 1 and lines[0].startswith("python -m tools.app: error: no checkpoint found"), done.stderr
     assert "make train" in lines[0] and "--checkpoint" in lines[0]
+
+
+def test_errors_name_the_command_and_a_port_in_use_is_refused_before_serving(trained, capsys) -> None:
+    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+    with pytest.raises(SystemExit) as usage:
+        app_tool.main(["--port", "0"])
+    assert usage.value.code == 2
+    assert "python -m tools.app: error: argument --port: must be >= 1, got 0" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert app_tool.main(["--checkpoint", str(trained[1]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"python -m tools.app: error: cannot serve on 127.0.0.1:{port}: "), err
 
 
 def test_missing_checkpoint_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -267,14 +297,14 @@ def _browser_ready() -> None:
 
 @pytest.fixture(scope="module")
 def server(trained) -> Iterator[str]:
-    """app.py serving the test's checkpoint on a free loopback port, as a subprocess; its URL."""
+    """``python -m tools.app`` serving the test's checkpoint on a free loopback port, as a subprocess; its URL."""
     pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
-    with app.serving(trained[1]) as url:
+    with browser.serving(trained[1]) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     _browser_ready()
     from playwright.sync_api import sync_playwright
 
@@ -285,9 +315,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server):
+def tab(chromium, server):
     """A fresh tab on the app, phone-sized (390 px wide, touch), the sketch pad ready."""
-    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
     tab = context.new_page()
     tab.goto(server)
     tab.locator("#sketch canvas").first.wait_for(state="visible", timeout=60_000)
@@ -301,34 +331,34 @@ def shown_digit(tab, digit: int) -> str:
     return tab.locator("#prediction").inner_text()
 
 
-def test_browser_draw_seven_then_one_with_the_mouse(page) -> None:
-    assert "Prediction: –" in page.locator("#prediction").inner_text()
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits a phone: no sideways scrolling
-    app.draw_in_browser(page, app.SEVEN)
-    text = shown_digit(page, 7)
+def test_browser_draw_seven_then_one_with_the_mouse(tab) -> None:
+    assert "Prediction: –" in tab.locator("#prediction").inner_text()
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 390  # fits a phone: no sideways scrolling
+    browser.draw_in_browser(tab, browser.SEVEN)
+    text = shown_digit(tab, 7)
     assert "The Net reads 7" in text or "best guess is 7" in text
-    page.locator("#net_input img").first.wait_for(state="attached", timeout=30_000)
-    assert page.locator("#probabilities").get_by_text("7").first.is_visible()
-    assert not page.locator("#maps_conv1").is_visible()  # feature maps are computed only when asked for
-    page.locator("#show_inside input").check()
+    tab.locator("#net_input img").first.wait_for(state="attached", timeout=30_000)
+    assert tab.locator("#probabilities").get_by_text("7").first.is_visible()
+    assert not tab.locator("#maps_conv1").is_visible()  # feature maps are computed only when asked for
+    tab.locator("#show_inside input").check()
     for panel in ["maps_conv1", "maps_conv2", "maps_conv3", "maps_conv4", "saliency"]:
-        page.locator(f"#{panel} img").first.wait_for(state="visible", timeout=30_000)
-    page.locator("#clear").click()
-    page.locator("#prediction").get_by_text("Prediction: –").first.wait_for(timeout=30_000)
-    app.draw_in_browser(page, app.ONE)
-    assert "Prediction: 1" in shown_digit(page, 1)
+        tab.locator(f"#{panel} img").first.wait_for(state="visible", timeout=30_000)
+    tab.locator("#clear").click()
+    tab.locator("#prediction").get_by_text("Prediction: –").first.wait_for(timeout=30_000)
+    browser.draw_in_browser(tab, browser.ONE)
+    assert "Prediction: 1" in shown_digit(tab, 1)
 
 
-def test_browser_stroke_latency_measures_without_timing_asserts(page) -> None:
-    t = app.stroke_latency(page, strokes=2, warmup=0)
+def test_browser_stroke_latency_measures_without_timing_asserts(tab) -> None:
+    t = browser.stroke_latency(tab, strokes=2, warmup=0)
     assert t["strokes"] == 2 and 0 < t["median_ms"] <= t["p90_ms"]
 
 
-def test_browser_a_non_image_upload_shows_one_line(page, tmp_path: Path) -> None:
+def test_browser_a_non_image_upload_shows_one_line(tab, tmp_path: Path) -> None:
     path = tmp_path / "notes.png"  # a text file with an image's name: the browser lets it through
     path.write_text("shopping list: milk, eggs\n" * 100)
-    page.locator("#upload input[type=file]").set_input_files(path)
-    message = page.locator("#prediction").get_by_text("notes.png is not an image").first
+    tab.locator("#upload input[type=file]").set_input_files(path)
+    message = tab.locator("#prediction").get_by_text("notes.png is not an image").first
     message.wait_for(timeout=60_000)
     assert "Drop a PNG or JPEG photo of one digit" in message.inner_text()
 
@@ -336,7 +366,7 @@ def test_browser_a_non_image_upload_shows_one_line(page, tmp_path: Path) -> None
 def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
     """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1: each is answered
     with the right digit, and the page still serves afterwards."""
-    body = json.dumps({"data": [json.dumps(app.SEVEN)]}).encode()
+    body = json.dumps({"data": [json.dumps(browser.SEVEN)]}).encode()
 
     def predict(_: int) -> str:
         request = urllib.request.Request(f"{server}gradio_api/run/draw", data=body,
@@ -352,24 +382,24 @@ def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["drop", "file chooser"])
-def test_browser_drop_a_digit_image_file(page, tmp_path: Path, how: str) -> None:
+def test_browser_drop_a_digit_image_file(tab, tmp_path: Path, how: str) -> None:
     path = tmp_path / "seven.png"
     draw_digit(7, (240, 300), thickness=22).save(path)
     if how == "file chooser":
-        page.locator("#upload input[type=file]").set_input_files(path)
+        tab.locator("#upload input[type=file]").set_input_files(path)
     else:  # a file dragged from the desktop and dropped on the upload area
         data = list(path.read_bytes())
-        transfer = page.evaluate_handle(
+        transfer = tab.evaluate_handle(
             """data => { const t = new DataTransfer();
                          t.items.add(new File([new Uint8Array(data)], "seven.png", {type: "image/png"}));
                          return t; }""", data)
-        target = page.locator("#upload button, #upload [class*=upload]").first
+        target = tab.locator("#upload button, #upload [class*=upload]").first
         target.dispatch_event("dragenter", {"dataTransfer": transfer})
         target.dispatch_event("dragover", {"dataTransfer": transfer})
         target.dispatch_event("drop", {"dataTransfer": transfer})
-    assert "Prediction: 7" in shown_digit(page, 7)
+    assert "Prediction: 7" in shown_digit(tab, 7)
 
 
 def test_latency_measures_without_timing_asserts(trained) -> None:
-    t = app.latency(trained[0], calls=3)
+    t = browser.latency(trained[0], calls=3)
     assert t["calls"] == 3 and 0 < t["median_ms"] <= t["p90_ms"]

@@ -16,8 +16,9 @@ from test_faults import zip_bomb_checkpoint
 
 import predict
 from model import Net
-from s5 import export, realworld, report, train_cli
+from s5 import realworld, report, train_cli
 from s5.checkpoint import CHECKPOINT_FORMAT
+from tools import export
 
 RUN = "20261204-220208"  # the committed run the README reports: its log files stand in for a finished run
 
@@ -79,7 +80,7 @@ def command(tool: str, ck: Path, root: Path, out: Path) -> tuple[str, object, li
     if tool == "predict":
         return "predict.py", predict.main, ["--checkpoint", str(ck), str(root / "x.png")]
     if tool == "export":
-        return "export.py", export.main, [str(ck), "--out", str(out), "--skip-compare"]
+        return "python -m tools.export", export.main, [str(ck), "--out", str(out), "--skip-compare"]
     if tool == "realworld":
         return "realworld.py", realworld.main, ["eval", "--out", str(root / "rw"), "--checkpoint", str(ck),
                                                 "--log-dir", str(out)]

@@ -20,9 +20,9 @@ from test_predict import draw_digit, odd_image_files
 from s5 import digits, image, mnist, realworld
 
 
-def ink_box(out: torch.Tensor, level: int = 60) -> tuple[int, int, int, int]:
+def ink_box(out: np.ndarray, level: int = 60) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the pixels above ``level`` in a 28x28 output."""
-    rows, cols = torch.nonzero(out > level, as_tuple=True)
+    rows, cols = np.nonzero(out > level)
     return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
 
@@ -35,12 +35,12 @@ def shade(img: Image.Image, depth: float = 0.45) -> np.ndarray:
 
 def test_a_shadow_does_not_grow_the_crop_box() -> None:
     img = draw_digit(7, size=(400, 400), thickness=20, box=(0.35, 0.3, 0.65, 0.7))
-    clean, shadowed = digits.preprocess(img), digits.preprocess(shade(img))
+    clean, shadowed = image.preprocess(img), image.preprocess(shade(img))
     assert shadowed.shape == (28, 28) and shadowed.max() >= 250
     top, bottom, left, right = ink_box(shadowed)
     assert max(bottom - top, right - left) + 1 in (19, 20, 21)  # the digit fills the 20-px box, not a grey wedge
     assert ink_box(shadowed) == ink_box(clean)
-    assert (shadowed.float() - clean.float()).abs().mean() < 6
+    assert np.abs(shadowed.astype(float) - clean).mean() < 6
 
 
 def test_paper_light_follows_a_shadow_and_ignores_the_ink() -> None:
@@ -55,9 +55,9 @@ def test_a_one_pixel_line_on_a_large_canvas_survives() -> None:
     img = Image.new("L", (1200, 1600), 235)
     draw = ImageDraw.Draw(img)
     draw.line([(450, 300), (750, 300), (520, 1300)], fill=30, width=1)  # a 7 with a 1 px pen
-    out = digits.preprocess(img)
+    out = image.preprocess(img)
     assert out.max() >= 250  # contrast stretched after the reduction, not before
-    assert image.pen_width(out.numpy() / 255) >= 1.8  # a stroke as wide as MNIST's, not a faint trace
+    assert image.pen_width(out / 255) >= 1.8  # a stroke as wide as MNIST's, not a faint trace
     top, bottom, left, right = ink_box(out)
     assert bottom - top + 1 >= 19 and right - left + 1 >= 6  # the whole 7 (300 x 1000 px), scaled to the box
 
@@ -65,19 +65,19 @@ def test_a_one_pixel_line_on_a_large_canvas_survives() -> None:
 def test_a_marker_drawn_digit_is_narrowed_towards_an_mnist_pen(monkeypatch: pytest.MonkeyPatch) -> None:
     img = Image.new("L", (160, 240), 240)
     ImageDraw.Draw(img).line([(80, 30), (80, 210)], fill=20, width=60)  # a 1 as a fat bar, a third as wide as tall
-    out = digits.preprocess(img)
+    out = image.preprocess(img)
     top, bottom, _, _ = ink_box(out)
     assert bottom - top + 1 >= 18  # still the whole bar
     with monkeypatch.context() as m:
         m.setattr(image, "BOLD", 99.0)  # no narrowing
-        fat = digits.preprocess(img)
-    assert image.pen_width(out.numpy() / 255) <= image.pen_width(fat.numpy() / 255) - 1  # a px or more slimmer
+        fat = image.preprocess(img)
+    assert image.pen_width(out / 255) <= image.pen_width(fat / 255) - 1  # a px or more slimmer
     thin = Image.new("L", (160, 240), 240)
     ImageDraw.Draw(thin).line([(80, 30), (80, 210)], fill=20, width=14)  # an MNIST-like pen: left as it is
     with monkeypatch.context() as m:
         m.setattr(image, "BOLD", 99.0)
-        unchanged = digits.preprocess(thin)
-    assert torch.equal(digits.preprocess(thin), unchanged)
+        unchanged = image.preprocess(thin)
+    assert np.array_equal(image.preprocess(thin), unchanged)
 
 
 def leaning_zero(lean: float) -> Image.Image:
@@ -105,28 +105,28 @@ def test_slant_is_negative_for_ink_leaning_right_and_scale_free() -> None:
 
 def test_a_fiercely_slanted_digit_is_sheared_back_to_mnists_range_and_others_are_left_alone() -> None:
     low, high = image.SLANT
-    steep = digits.preprocess(leaning_zero(1.0)).numpy() / 255  # about 45 degrees: beyond 19 in 20 of MNIST's
+    steep = image.preprocess(leaning_zero(1.0)) / 255  # about 45 degrees: beyond 19 in 20 of MNIST's
     assert image.slant(steep) == pytest.approx(low, abs=0.08)  # reduced to the edge of MNIST's range, not upright
-    top, bottom, left, right = ink_box(torch.from_numpy(steep * 255))
+    top, bottom, left, right = ink_box(steep * 255)
     assert max(bottom - top, right - left) + 1 >= 19  # cropped again after the shear: it still fills the 20-px box
-    kept = digits.preprocess(leaning_zero(1.0), deslant=False).numpy() / 255  # training digits keep every slant
+    kept = image.preprocess(leaning_zero(1.0), deslant=False) / 255  # training digits keep every slant
     assert image.slant(kept) < low - 0.2
     mild = leaning_zero(0.25)  # within MNIST's range: the step does nothing
-    assert low < image.slant(digits.preprocess(mild).numpy() / 255) < 0
+    assert low < image.slant(image.preprocess(mild) / 255) < 0
     ink = np.asarray(mild, dtype=np.float64)
     ink = (ink.max() - ink) / ink.max()
     assert image._deslant(ink) is ink
-    backwards = digits.preprocess(leaning_zero(-1.0)).numpy() / 255  # leaning left as far: sheared to the other edge
+    backwards = image.preprocess(leaning_zero(-1.0)) / 255  # leaning left as far: sheared to the other edge
     assert image.slant(backwards) == pytest.approx(high, abs=0.08)
 
 
 def test_a_light_digit_on_dark_grey_paper() -> None:
-    reference = digits.preprocess(draw_digit(1, size=(240, 300)))
+    reference = image.preprocess(draw_digit(1, size=(240, 300)))
     gray = np.asarray(draw_digit(1, size=(240, 300), dark_on_light=False), dtype=np.float64)
     gray = 40 + gray * (170 - 40) / 255  # chalk-like 170 on a 40 board
-    out = digits.preprocess(gray)
+    out = image.preprocess(gray)
     assert ink_box(out) == ink_box(reference)
-    assert (out.float() - reference.float()).abs().mean() < 6
+    assert np.abs(out.astype(float) - reference).mean() < 6
 
 
 def test_the_quick_polarity_answer_is_the_local_one_and_shadows_take_the_local_test(monkeypatch) -> None:
@@ -150,10 +150,10 @@ def test_low_contrast_noisy_paper_keeps_a_tight_box() -> None:
     rng = np.random.default_rng(0)
     img = draw_digit(7, size=(300, 300), thickness=14, box=(0.4, 0.35, 0.6, 0.65))
     gray = 180 - (255 - np.asarray(img, dtype=np.float64)) * 30 / 255 + rng.normal(0, 4, (300, 300))
-    out = digits.preprocess(gray)
+    out = image.preprocess(gray)
     top, bottom, left, right = ink_box(out)
     assert max(bottom - top, right - left) + 1 >= 19  # grain on the paper did not widen the crop
-    border = torch.cat([out[0], out[-1], out[:, 0], out[:, -1]])
+    border = np.concatenate([out[0], out[-1], out[:, 0], out[:, -1]])
     assert border.max() < 40
 
 
@@ -162,18 +162,17 @@ def test_mnist_pngs_round_trip_exactly_also_through_worker_processes(tmp_path: P
     for i, picture in enumerate(images):
         Image.fromarray(picture).save(tmp_path / f"{i:03d}.png")
     paths = sorted(tmp_path.iterdir())
-    parallel = digits.read_images(paths, workers=2)
-    assert all(isinstance(r, torch.Tensor) for r in parallel)
-    assert np.array_equal(torch.stack(parallel).numpy(), images)
+    parallel = image.read_images(paths, workers=2)
+    assert all(isinstance(r, np.ndarray) for r in parallel)
+    assert np.array_equal(np.stack(parallel), images)
 
 
-def test_image_reads_files_bit_for_bit_as_digits_does_and_imports_no_torch(tmp_path: Path) -> None:
+def test_image_reads_files_alike_one_at_a_time_and_in_a_batch_and_imports_no_torch(tmp_path: Path) -> None:
     files = odd_image_files(tmp_path)
-    for path, numpy_read, tensor_read in zip(files, image.read_images(files), digits.read_images(files), strict=True):
+    for path, batch_read in zip(files, image.read_images(files), strict=True):
         alone = image.read_image(path)
         assert alone.dtype == np.uint8 and alone.shape == (28, 28), path
-        assert np.array_equal(alone, digits.read_image(path).numpy()), path
-        assert np.array_equal(numpy_read, alone) and np.array_equal(tensor_read.numpy(), alone), path
+        assert np.array_equal(batch_read, alone), path
     code = "import sys, s5.image; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
@@ -186,10 +185,10 @@ def test_nan_and_inf_pixels_are_errors_for_that_file(tmp_path: Path) -> None:
     a[10, 10] = np.inf
     Image.fromarray(a, "F").save(tmp_path / "inf.tif")
     for name in ("nan.tif", "inf.tif"):
-        with pytest.raises(digits.ImageError, match=f"{name} has NaN or infinite pixel values"):
-            digits.read_image(tmp_path / name)
-    with pytest.raises(digits.ImageError, match="scan has NaN or infinite pixel values"):
-        digits.preprocess(a * 255, "scan")
+        with pytest.raises(image.ImageError, match=f"{name} has NaN or infinite pixel values"):
+            image.read_image(tmp_path / name)
+    with pytest.raises(image.ImageError, match="scan has NaN or infinite pixel values"):
+        image.preprocess(a * 255, "scan")
     with pytest.raises(ValueError, match="NaN or infinite"):
         digits.to_batch(torch.full((1, 28, 28), float("nan")))
 
@@ -198,8 +197,8 @@ def test_float_images_in_0_to_1_are_read_as_such(tmp_path: Path) -> None:
     img = draw_digit(1)
     img.save(tmp_path / "eight_bit.png")
     Image.fromarray(np.asarray(img, dtype=np.float32) / 255, "F").save(tmp_path / "float.tif")
-    float_out = digits.read_image(tmp_path / "float.tif")
-    assert (float_out.float() - digits.read_image(tmp_path / "eight_bit.png").float()).abs().max() <= 1
+    float_out = image.read_image(tmp_path / "float.tif")
+    assert np.abs(float_out.astype(float) - image.read_image(tmp_path / "eight_bit.png")).max() <= 1
 
 
 def test_a_failure_inside_preprocessing_is_the_files_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,18 +208,18 @@ def test_a_failure_inside_preprocessing_is_the_files_error(tmp_path: Path, monke
         raise RuntimeError("boom")
 
     monkeypatch.setattr(image, "flatten", broken)
-    with pytest.raises(digits.ImageError, match=r"seven\.png could not be preprocessed: RuntimeError: boom"):
-        digits.read_image(tmp_path / "seven.png")
+    with pytest.raises(image.ImageError, match=r"seven\.png could not be preprocessed: RuntimeError: boom"):
+        image.read_image(tmp_path / "seven.png")
 
 
 def test_symlinks_that_lead_nowhere_are_clear_errors(tmp_path: Path) -> None:
     os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
     os.symlink(tmp_path / "loop_b.png", tmp_path / "loop_a.png")
     os.symlink(tmp_path / "loop_a.png", tmp_path / "loop_b.png")
-    with pytest.raises(digits.ImageError, match=r"dangling\.png is a broken symbolic link"):
-        digits.read_image(tmp_path / "dangling.png")
-    with pytest.raises(digits.ImageError, match=r"loop_a\.png is a symbolic link loop"):
-        digits.read_image(tmp_path / "loop_a.png")
+    with pytest.raises(image.ImageError, match=r"dangling\.png is a broken symbolic link"):
+        image.read_image(tmp_path / "dangling.png")
+    with pytest.raises(image.ImageError, match=r"loop_a\.png is a symbolic link loop"):
+        image.read_image(tmp_path / "loop_a.png")
 
 
 def test_a_huge_one_bit_png_is_read_reduced(tmp_path: Path) -> None:
@@ -229,8 +228,8 @@ def test_a_huge_one_bit_png_is_read_reduced(tmp_path: Path) -> None:
     img.save(tmp_path / "huge.png")
     del img
     gray = image.load_gray(tmp_path / "huge.png")
-    assert max(gray.shape) <= image.WORK_SIDE  # reduced while reading, before any float array
-    out = digits.read_image(tmp_path / "huge.png")
+    assert max(gray.shape) <= image.READ_SIDE  # reduced while reading, before any float array
+    out = image.read_image(tmp_path / "huge.png")
     top, bottom, left, right = ink_box(out)
     assert bottom - top + 1 >= 19 and right - left + 1 <= 5
 
@@ -267,6 +266,17 @@ def test_prediction_uncertain_flag_follows_the_threshold() -> None:
         net[1].bias[3] = 20.0
     [sure] = digits.predict(net, torch.zeros(1, 28, 28, dtype=torch.uint8))
     assert sure.digit == 3 and not sure.uncertain
+
+
+def test_a_prediction_keeps_all_ten_probabilities_and_reads_the_rest_from_them() -> None:
+    p = digits.Prediction((0.05, 0.1, 0.0, 0.6, 0.05, 0.0, 0.1, 0.1, 0.0, 0.0))
+    assert p.digit == 3 and p.probability == 0.6 and p.uncertain == (0.6 < digits.UNCERTAIN_BELOW)
+    assert p.top3 == [(3, 0.6), (1, 0.1), (6, 0.1)]  # a tie: the lower digit first
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.LogSoftmax(dim=1))
+    [q] = digits.predict(net, np.zeros((28, 28), np.uint8))  # a numpy image, as s5.image reads it
+    expected = net(digits.to_batch(np.zeros((28, 28), np.uint8))).exp()[0].tolist()
+    assert len(q.probabilities) == 10 and q.probabilities == pytest.approx(expected)
+    assert q.digit == max(range(10), key=expected.__getitem__)
 
 
 def test_realworld_build_writes_files_and_a_manifest(tmp_path: Path) -> None:

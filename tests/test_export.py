@@ -1,4 +1,5 @@
-"""export.py run as a user runs it (a subprocess), and onnx_predict.py without torch, on a tiny trained Net."""
+"""``python -m tools.export`` run as a user runs it (a subprocess), and ``python -m tools.onnx_predict`` without
+torch, on a tiny trained Net."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ ort = pytest.importorskip("onnxruntime")  # a guard only: requirements-dev.txt i
 onnx = pytest.importorskip("onnx")
 
 from s5 import export, onnx_predict  # noqa: E402  (after the guards: both need onnx and onnxruntime at run time)
+from tools import export as export_tool  # noqa: E402
+from tools import onnx_predict as onnx_predict_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +90,8 @@ def test_refuses_to_overwrite(trained: tuple[Path, Path], tmp_path: Path) -> Non
     proc = run_export(ckpt, "--out", out, "--data-dir", data_dir, "--no-verify", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"export.py: error: {out / 'tiny-run.pt2'} already exists; export.py never overwrites a file: "
-        "delete it or pass --out DIR"]
+        f"python -m tools.export: error: {out / 'tiny-run.pt2'} already exists; an export never overwrites a file: "
+        "delete it or choose another folder"]
     assert (out / "tiny-run.pt2").read_bytes() == b"the user's own file"
     assert sorted(p.name for p in out.iterdir()) == ["tiny-run.pt2"]  # nothing else was written either
 
@@ -111,7 +114,7 @@ def test_bad_checkpoint_is_a_one_line_error(tmp_path: Path, kind: str) -> None:
     proc = run_export(path, "--data-dir", tmp_path / "no-data", cwd=tmp_path)
     assert proc.returncode == (2 if kind == "missing" else 1), proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"export.py: error: {path}"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"python -m tools.export: error: {path}"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.onnx"))
 
@@ -121,8 +124,8 @@ def test_a_differing_export_fails_the_check(trained: tuple[Path, Path], tmp_path
     data_dir, ckpt = trained
     real = export.ort_log_probs
     monkeypatch.setattr(export, "ort_log_probs", lambda session, x: real(session, x) + 1e-3)
-    status = export.main([str(ckpt), "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-verify",
-                          "--no-program"])
+    status = export_tool.main([str(ckpt), "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-verify",
+                               "--no-program"])
     out = capsys.readouterr().out
     assert status == 1, out
     assert "onnxruntime: 128/128 identical predictions" in out and "FAILED" in out
@@ -201,7 +204,8 @@ def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, 
     assert len(expected) == 4 and got.keys() == expected.keys()
     for name, (digit, uncertain, probability) in got.items():  # printed to 3 decimals
         assert (digit, uncertain) == expected[name][:2] and abs(probability - expected[name][2]) <= 6e-4, name
-    assert ours.stderr.splitlines() == [f"onnx_predict.py: error: {e['error']}" for e in entries if "error" in e]
+    assert ours.stderr.splitlines() == [f"python -m tools.onnx_predict: error: {e['error']}" for e in entries
+                                     if "error" in e]
     assert "is empty (0 bytes)" in ours.stderr
 
 
@@ -267,9 +271,9 @@ def test_a_failed_export_leaves_no_half_of_it(trained: tuple[Path, Path], tmp_pa
         return write
 
     monkeypatch.setattr(export, "program_writer", full_disk)
-    status = export.main([str(ckpt), "--out", str(tmp_path / "out"), "--skip-compare"])
+    status = export_tool.main([str(ckpt), "--out", str(tmp_path / "out"), "--skip-compare"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status != 0 and err[-1].startswith("export.py: error:") and "No space left" in err[-1]
+    assert status != 0 and err[-1].startswith("python -m tools.export: error:") and "No space left" in err[-1]
     assert list((tmp_path / "out").iterdir()) == []  # no .onnx, no .pt2, no temporary file
 
 
@@ -278,8 +282,6 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     from onnx import TensorProto, helper
     from PIL import Image
 
-    from s5 import onnx_predict
-
     _, ckpt = trained
     onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")
     np.save(tmp_path / "nan.npy", np.full((2, 28, 28), np.nan, np.float32))
@@ -287,15 +289,16 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     np.save(tmp_path / "wide.npy", np.zeros((3, 32, 32), np.uint8))
     os.mkfifo(tmp_path / "fifo.png")  # would block a reader forever
     Image.fromarray(np.full((28, 28), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
-    status = onnx_predict.main([str(onnx_path), *(str(tmp_path / n) for n in
-                                                   ("nan.npy", "empty.npy", "wide.npy", "fifo.png", "nan.tiff"))])
+    status = onnx_predict_tool.main([str(onnx_path), *(str(tmp_path / n) for n in
+                                                        ("nan.npy", "empty.npy", "wide.npy", "fifo.png", "nan.tiff"))])
     err = capsys.readouterr().err.splitlines()
-    assert status == 1 and len(err) == 5 and all(line.startswith("onnx_predict.py: error: ") for line in err)
+    assert status == 1 and len(err) == 5
+    assert all(line.startswith("python -m tools.onnx_predict: error: ") for line in err), err
     assert "finite and in 0..1" in err[0] and "got (0, 28, 28)" in err[1] and "got (3, 32, 32)" in err[2]
     assert "not a regular file" in err[3] and "NaN or infinite" in err[4]
 
     uniform = np.full((1, 28, 28), 0.5, np.float32)  # no digit at all: the answer cannot be sure
-    ((_, probability, uncertain),) = onnx_predict.predict(onnx_predict.load(onnx_path), uniform)
+    ((_, probability, uncertain),) = onnx_predict.best_digits(onnx_predict.load(onnx_path), uniform)
     assert uncertain == (probability < onnx_predict.UNCERTAIN_BELOW)
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])
@@ -303,5 +306,5 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     graph = helper.make_graph([helper.make_node("Identity", ["x"], [f"y{k}"]) for k in range(5)], "g", [x], outs)
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(helper.make_model(graph).SerializeToString())
-    assert onnx_predict.main([str(foreign), str(tmp_path / "wide.npy")]) == 1
+    assert onnx_predict_tool.main([str(foreign), str(tmp_path / "wide.npy")]) == 1
     assert "not an export of this Net" in capsys.readouterr().err

@@ -27,6 +27,7 @@ import predict
 import utils
 from model import Net
 from s5 import checkpoint, digits
+from s5.image import ImageError, preprocess, read_image
 
 CLASSES = (0, 1, 7)
 
@@ -84,8 +85,8 @@ def drawn_dataset(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     """Jittered drawings of each class in CLASSES, through predict's own preprocessing."""
     rng = np.random.default_rng(seed)
     labels = [c for _ in range(n_per_class) for c in CLASSES]
-    images = [digits.preprocess(np.asarray(jittered_digit(c, rng), dtype=np.float64)) for c in labels]
-    return torch.stack(images), torch.tensor(labels)
+    images = [preprocess(np.asarray(jittered_digit(c, rng), dtype=np.float64)) for c in labels]
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels)
 
 
 @contextmanager
@@ -145,8 +146,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"") for p in sorted(folder.rglob("*"))}
 
 
-def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
-    a = image.double().numpy()
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    a = np.asarray(image, dtype=np.float64)
     ys, xs = np.indices(a.shape)
     return float((ys * a).sum() / a.sum()), float((xs * a).sum() / a.sum())
 
@@ -160,14 +161,14 @@ def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
 def test_preprocess_makes_an_mnist_style_digit(digit: int, tmp_path: Path) -> None:
     path = tmp_path / f"{digit}.png"
     draw_digit(digit).save(path)
-    out = digits.read_image(path)
-    assert out.shape == (28, 28) and out.dtype == torch.uint8
-    rows, cols = torch.nonzero(out, as_tuple=True)
+    out = read_image(path)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    rows, cols = np.nonzero(out)
     height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
     assert max(height, width) in (19, 20) and height <= 20 and width <= 20  # the longer side fills the 20-px box
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1, (cy, cx)
-    border = torch.cat([out[0], out[-1], out[:, 0], out[:, -1]])
+    border = np.concatenate([out[0], out[-1], out[:, 0], out[:, -1]])
     assert border.max() == 0  # black background: the white paper was inverted
     assert out.max() >= 250  # white ink, full contrast
 
@@ -177,13 +178,13 @@ def test_light_and_dark_backgrounds_give_the_same_digit(tmp_path: Path) -> None:
     dark_ink.save(tmp_path / "dark.png")
     light_ink.save(tmp_path / "light.png")
     assert np.asarray(dark_ink)[0, 0] == 255 and np.asarray(light_ink)[0, 0] == 0
-    assert torch.equal(digits.read_image(tmp_path / "dark.png"), digits.read_image(tmp_path / "light.png"))
+    assert np.array_equal(read_image(tmp_path / "dark.png"), read_image(tmp_path / "light.png"))
 
 
 def test_modes_and_formats_read_alike(tmp_path: Path) -> None:
     gray = draw_digit(1, size=(240, 180), slant=0.1)
     gray.save(tmp_path / "gray.png")
-    reference = digits.read_image(tmp_path / "gray.png")
+    reference = read_image(tmp_path / "gray.png")
     gray.convert("RGB").save(tmp_path / "rgb.bmp")
     gray.convert("P").save(tmp_path / "palette.png")
     Image.fromarray(np.asarray(gray).astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 16-bit grey
@@ -191,10 +192,10 @@ def test_modes_and_formats_read_alike(tmp_path: Path) -> None:
     transparent.putalpha(Image.eval(gray, lambda v: 255 - v))
     transparent.save(tmp_path / "transparent.png")
     for name in ("rgb.bmp", "palette.png", "sixteen.png", "transparent.png"):
-        assert torch.equal(digits.read_image(tmp_path / name), reference), name
-    assert torch.equal(digits.preprocess(gray), reference)  # an in-memory PIL image
+        assert np.array_equal(read_image(tmp_path / name), reference), name
+    assert np.array_equal(preprocess(gray), reference)  # an in-memory PIL image
     gray.convert("RGB").save(tmp_path / "photo.jpg", quality=85)  # lossy: close, not equal
-    diff = (digits.read_image(tmp_path / "photo.jpg").float() - reference.float()).abs().mean()
+    diff = np.abs(read_image(tmp_path / "photo.jpg").astype(float) - reference).mean()
     assert diff < 8, diff
 
 
@@ -202,9 +203,9 @@ def test_a_28x28_image_with_dark_background_is_taken_as_mnist(tmp_path: Path) ->
     images, _ = synthetic_digits(3, seed=5)  # bars off-centre: re-centring would move them
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
-        assert np.array_equal(digits.read_image(tmp_path / f"{i}.png").numpy(), image)
+        assert np.array_equal(read_image(tmp_path / f"{i}.png"), image)
     Image.fromarray(255 - images[0]).save(tmp_path / "light.png")  # dark ink on white: preprocessed
-    assert not np.array_equal(digits.read_image(tmp_path / "light.png").numpy(), images[0])
+    assert not np.array_equal(read_image(tmp_path / "light.png"), images[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,8 +250,8 @@ def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], t
     for i, image in enumerate(images):
         Image.fromarray(image).save(folder / f"{i:03d}.png")  # 28x28 greyscale PNG
     files = sorted(folder.iterdir())
-    from_files = torch.stack([digits.read_image(p) for p in files])
-    assert torch.equal(from_files, torch.from_numpy(images))
+    from_files = np.stack([read_image(p) for p in files])
+    assert np.array_equal(from_files, images)
     with one_thread():
         by_tensor = digits.predict(net, torch.from_numpy(images))
         by_files = digits.predict(net, from_files)
@@ -308,8 +309,8 @@ def test_a_folder_sized_batch_agrees_with_small_batches_and_leaves_the_net_alone
 ])
 def test_bad_image_files_are_clear_errors(make, message: str, tmp_path: Path) -> None:
     make(tmp_path / "bad.png")
-    with pytest.raises(digits.ImageError, match=re.escape(message)):
-        digits.read_image(tmp_path / "bad.png")
+    with pytest.raises(ImageError, match=re.escape(message)):
+        read_image(tmp_path / "bad.png")
 
 
 def _png_bytes() -> bytes:
@@ -319,10 +320,10 @@ def _png_bytes() -> bytes:
 
 
 def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(digits.ImageError, match=r"nothere\.png: no such file"):
-        digits.read_image(tmp_path / "nothere.png")
-    with pytest.raises(digits.ImageError, match=r"scan is an empty image \(zero size\)"):
-        digits.preprocess(np.zeros((0, 40)), "scan")
+    with pytest.raises(ImageError, match=r"nothere\.png: no such file"):
+        read_image(tmp_path / "nothere.png")
+    with pytest.raises(ImageError, match=r"scan is an empty image \(zero size\)"):
+        preprocess(np.zeros((0, 40)), "scan")
 
 
 @pytest.mark.parametrize(("images", "message"), [
@@ -367,6 +368,8 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
                  f"{folder / 'g_cut.png'} could not be read"):
         assert gist in proc.stderr, gist
     assert proc.stderr.count("error: ") == 5 and "zero.png" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if "error: " in line]
+    assert all(line.startswith("predict.py: error: ") for line in errors), errors
 
     json_proc = run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path)
     assert json_proc.returncode == 1
@@ -375,8 +378,9 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
         "a_seven.png", "b_one.png", "c_notes.txt", "d_fake.png", "e_empty.png", "f_blank.png", "g_cut.png"]
     assert [r.get("digit") for r in results[:2]] == [7, 1]
     for r in results[:2]:
-        assert set(r) == {"file", "digit", "probability", "top3", "uncertain"} and "error" not in r
+        assert set(r) == {"file", "digit", "probability", "top3", "uncertain", "probabilities"}
         assert len(r["top3"]) == 3 and r["top3"][0] == [r["digit"], r["probability"]]
+        assert len(r["probabilities"]) == 10 and r["probabilities"][r["digit"]] == r["probability"]
     for r in results[2:]:
         assert set(r) == {"file", "error"} and r["file"] in r["error"]
     assert snapshot(folder) == before  # nothing changed, nothing added

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 import matplotlib.ticker
+import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
@@ -44,7 +45,7 @@ from s5 import checkpoint, digits, training
 from s5.cli import bounded
 from s5.constants import MNIST_MEAN, MNIST_STD
 from s5.files import update_block
-from s5.image import usable_cores
+from s5.image import read_images, usable_cores
 from s5.mnist import MNIST_MD5, MnistData, load_mnist
 from utils import normalize
 
@@ -269,10 +270,10 @@ def folder_images_per_second(net: Net | digits.OnnxNet, images: torch.Tensor, *,
             picture = Image.fromarray(255 - images[k % len(images)].cpu().numpy())
             paths.append(Path(tmp) / f"{k:05d}.{suffix}")
             picture.resize((side, side), Image.Resampling.BILINEAR).save(paths[-1])
-        digits.read_images(paths[:64])
+        read_images(paths[:64])
         digits.predict(net, torch.zeros(256, 28, 28, dtype=torch.uint8))  # the Net's first run sets up its kernels
         start = time.perf_counter()
-        digits.predict(net, torch.stack(digits.read_images(paths)))
+        digits.predict(net, np.stack(read_images(paths)))
         return count / (time.perf_counter() - start)
 
 
@@ -281,12 +282,12 @@ PAGE_MS = "page: stroke-to-prediction in Chromium, ms (median)"
 
 def measure_page(net: Net, strokes: int) -> dict[str, float | str]:
     """The draw-a-digit page with ``net`` on the CPU: the server's share of a stroke, then, where gradio, Playwright and
-    Chromium are installed (none: the reason), stroke-to-prediction end to end (``app.page_latency``: mouse-up to the
-    new prediction in the page's DOM, over ``strokes`` strokes; 0: not measured), with the load average around it:
+    Chromium are installed (none: the reason), stroke-to-prediction end to end (``browser.page_latency``: mouse-up to
+    the new prediction in the page's DOM, over ``strokes`` strokes; 0: not measured), with the load average around it:
     other work on the machine lengthens it."""
-    from s5 import app  # gradio is imported only to serve the page; analyse needs torch and PIL alone
+    from tools import browser  # gradio is imported only to serve the page
 
-    figures: dict[str, float | str] = {"page: the server's share of a stroke, ms (median)": app.latency(
+    figures: dict[str, float | str] = {"page: the server's share of a stroke, ms (median)": browser.latency(
         net, calls=50 if strokes else 3)["median_ms"]}
     if not strokes:
         return figures | {PAGE_MS: "not measured in --quick: python -m tools.bench --page"}
@@ -295,11 +296,11 @@ def measure_page(net: Net, strokes: int) -> dict[str, float | str]:
         import playwright  # noqa: F401
     except ImportError as exc:
         return figures | {PAGE_MS: f"skipped: {exc} (pip install -r requirements-app.txt)"}
-    if not Path(app.CHROMIUM).exists():
-        return figures | {PAGE_MS: f"skipped: no Chromium at {app.CHROMIUM} (apt-get install chromium)"}
+    if not Path(browser.CHROMIUM).exists():
+        return figures | {PAGE_MS: f"skipped: no Chromium at {browser.CHROMIUM} (apt-get install chromium)"}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        t = app.page_latency(checkpoint.save_checkpoint(Path(tmp) / "net.pt", model=net), strokes=strokes)
+        t = browser.page_latency(checkpoint.save_checkpoint(Path(tmp) / "net.pt", model=net), strokes=strokes)
     return figures | {PAGE_MS: t["median_ms"], "page: the same, ms (90th percentile)": t["p90_ms"],
                       "page: strokes timed": t["strokes"],
                       "page: load average (1 min) before / after": f"{load:.2f} / {os.getloadavg()[0]:.2f}"}
