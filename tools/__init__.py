@@ -1,1 +1,1 @@
-"""The project's command programs, each run from the repository root as `python -m tools.<name>` (`--help`)."""
+"""The command programs, each run from the repository root as `python -m tools.<name>`."""
