@@ -1,8 +1,8 @@
-"""torch.hub entry point: the Week 5 Net, untrained or with a checkpoint's weights, without cloning by hand.
+"""torch.hub entry point: the Week 5 Net, untrained or with a checkpoint's weights.
 
-    net = torch.hub.load("<owner>/<repo>", "net")                                       # the seed Net
+    net = torch.hub.load("<owner>/<repo>", "net")  # the seed Net
     net = torch.hub.load("<owner>/<repo>", "net", checkpoint="checkpoints/<run-id>.pt")  # trained
-    net = torch.hub.load("path/to/clone", "net", source="local")                        # a clone, offline
+    net = torch.hub.load("path/to/clone", "net", source="local")  # a clone, offline
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import torch
 from model import Net
 from s5.checkpoint import load_trained_net
 
-# What the modules above import (torch.hub checks that each is installed before calling an entry point).
+# What the modules above import: torch.hub checks each is installed before calling an entry point.
 dependencies = ["torch", "numpy"]
 
 
 def net(checkpoint: str | None = None, device: str = "cpu") -> Net:
     """The Week 5 MNIST Net (593,200 parameters) on ``device``, in eval mode.
 
-    Without ``checkpoint`` it is untrained (the seed's architecture, fresh weights). With ``checkpoint``, a path on
-    this machine to a ``.pt`` written by train.py (or ``torch.save(net.state_dict())``), it carries those weights,
-    read by the package's safe loader: ``torch.load(weights_only=True)`` after a size check, the architecture and
-    finite weights verified; a file that fails raises ``s5.checkpoint.CheckpointError`` with a one-line reason.
+    Without ``checkpoint`` it is untrained (fresh weights). With ``checkpoint``, a path on this
+    machine to a ``.pt`` written by train.py (or ``torch.save(net.state_dict())``), it carries
+    those weights, read by the package's safe loader (``torch.load(weights_only=True)`` after a
+    size check, architecture and finite weights verified); a file that fails raises
+    ``s5.checkpoint.CheckpointError`` with a one-line reason.
 
     Input: (N, 1, 28, 28) float images normalized with MNIST's mean 0.1307 and std 0.3081
     (``utils.normalize`` does it for uint8 images); output: (N, 10) log-probabilities.
