@@ -1,4 +1,4 @@
-"""The Week 5 MNIST network: four 3x3 convolutions, two max-pools, two fully connected layers."""
+"""The Week 5 MNIST network: four 3x3 convolutions, two max-pools, two linear layers."""
 
 import torch
 import torch.nn as nn
@@ -26,11 +26,12 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise TypeError(f"Net expects a float tensor of shape (N, 1, 28, 28), normalized with MNIST's mean and "
-                            f"std, got {got}; for uint8 images (a numpy array: torch.from_numpy first) use "
-                            "utils.normalize(images)")
+            raise TypeError(f"Net expects a float tensor of shape (N, 1, 28, 28), normalized with "
+                            f"MNIST's mean and std, got {got}; for uint8 images (a numpy array: "
+                            "torch.from_numpy first) use utils.normalize(images)")
         if x.dtype != self.fc2.weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"Net's weights are {self.fc2.weight.dtype} and the input is {x.dtype}: use x.float()")
+            raise TypeError(f"Net's weights are {self.fc2.weight.dtype} and the input is "
+                            f"{x.dtype}: use x.float()")
         if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
             raise ValueError(
                 f"Net expects a batch of shape (N, 1, 28, 28), got {tuple(x.shape)}; "

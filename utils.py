@@ -1,5 +1,5 @@
-"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side loader, train/test
-loops, learning-rate schedules, the per-epoch history and its CSV, and plots; plain functions and small classes."""
+"""Training machinery for the Week 5 Net, in data-flow order: augmentation and the device-side
+loader, train/test loops, learning-rate schedules, the per-epoch history and its CSV, and plots."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from s5.files import atomic_write_bytes
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized with
-    MNIST's mean/std. The one normalization of the package: the loader, the plots and predict.py use it."""
+    """uint8 0..255 or float 0..1, (N, 28, 28) or (N, 1, 28, 28) -> float (N, 1, 28, 28) normalized
+    with MNIST's mean/std. The one normalization: the loader, plots and predict.py all use it."""
     x = images.reshape(-1, 1, SIDE, SIDE)
     x = x.float().div_(255) if images.dtype == torch.uint8 else x.float().clone()
     return x.sub_(MNIST_MEAN).div_(MNIST_STD)
@@ -33,10 +33,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine augmentation, one warp per image. The seed's transforms are ``RandomApply([CenterCrop(22)],
-    p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°, fill=0)``: ``Augment()`` does exactly that. ``translate``
-    (fraction of the image) and ``scale`` add mild shifts and zooms on top; ``lowres`` is the fraction of images seen
-    as a small scan enlarged (area-reduced to ``lowres_sides`` px, one side per batch, then bilinear back to 28)."""
+    """Random affine augmentation, one warp per image. The seed's transforms are
+    ``RandomApply([CenterCrop(22)], p=0.1)``, ``Resize(28)`` and ``RandomRotation(±15°, fill=0)``:
+    ``Augment()`` does exactly that. ``translate`` (fraction of the image) and ``scale`` add mild
+    shifts and zooms; ``lowres`` is the fraction of images seen as a small scan enlarged
+    (area-reduced to ``lowres_sides`` px, one side per batch, then bilinear back to 28)."""
 
     degrees: float = 15.0
     crop_p: float = 0.1
@@ -44,12 +45,13 @@ class Augment:
     translate: float = 0.0
     scale: tuple[float, float] = (1.0, 1.0)
     lowres: float = 0.0
-    lowres_sides: tuple[int, int] = (10, 20)  # the 20-px box at 7-14 px, as in an 8x8 or 16x16 scan enlarged
+    lowres_sides: tuple[int, int] = (10, 20)  # 20-px box at 7-14 px: an 8x8 or 16x16 scan enlarged
 
     @classmethod
     def from_settings(cls, settings: dict) -> Augment:
         """The augmentation of a run's settings (train.py's flags, as its run file records them)."""
-        return cls(degrees=settings["degrees"], crop_p=settings["crop_p"], translate=settings["translate"],
+        return cls(degrees=settings["degrees"], crop_p=settings["crop_p"],
+                   translate=settings["translate"],
                    scale=(settings["scale_min"], settings["scale_max"]), lowres=settings["lowres"])
 
 
@@ -63,9 +65,10 @@ def affine_warp(images: torch.Tensor, angles: torch.Tensor, zooms: torch.Tensor,
     cos, sin = torch.cos(theta) * zooms, torch.sin(theta) * zooms
     # output pixel p samples input at zoom * R(-angle) @ (p - shift); the grid spans [-1, 1]
     matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    offset = torch.zeros_like(matrix[..., 0]) if shifts is None else -(matrix @ (2 * shifts.unsqueeze(-1))).squeeze(-1)
-    grid = F.affine_grid(torch.cat([matrix, offset.unsqueeze(-1)], -1).to(images.dtype), list(images.shape),
-                         align_corners=False)
+    offset = (torch.zeros_like(matrix[..., 0]) if shifts is None
+              else -(matrix @ (2 * shifts.unsqueeze(-1))).squeeze(-1))
+    grid = F.affine_grid(torch.cat([matrix, offset.unsqueeze(-1)], -1).to(images.dtype),
+                         list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -82,8 +85,9 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     u = torch.rand(n, 5, generator=generator, device=images.device)
     angles = (u[:, 0] * 2 - 1) * aug.degrees
     cropped = u[:, 1] < aug.crop_p
-    if aug.crop_p > 0:  # a cropped image shows black, not its cut-off border, where rotation exposes it
-        images = torch.where(cropped.view(-1, 1, 1, 1), blank_outside_center(images, aug.crop_size), images)
+    if aug.crop_p > 0:  # rotation then exposes black, not the cropped-off border
+        images = torch.where(cropped.view(-1, 1, 1, 1), blank_outside_center(images, aug.crop_size),
+                             images)
     zooms = torch.where(cropped, aug.crop_size / images.shape[-1], 1.0)
     lo, hi = aug.scale
     zooms = zooms / (lo + (hi - lo) * u[:, 2])
@@ -91,10 +95,13 @@ def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator
     images = affine_warp(images, angles, zooms, shifts)
     if aug.lowres:
         v = torch.rand(n + 1, generator=generator, device=images.device)
-        side = int(aug.lowres_sides[0] + (aug.lowres_sides[1] + 1 - aug.lowres_sides[0]) * float(v[n]))
-        picked = (v[:n] < aug.lowres).nonzero().squeeze(1)  # only these are reduced: a third of the arithmetic
-        small = F.interpolate(F.interpolate(images[picked], size=side, mode="area"), size=28, mode="bilinear")
-        small = small / small.amax((1, 2, 3), keepdim=True).clamp(min=1e-3)  # full contrast, as predict.py gives
+        side = int(aug.lowres_sides[0]
+                   + (aug.lowres_sides[1] + 1 - aug.lowres_sides[0]) * float(v[n]))
+        picked = (v[:n] < aug.lowres).nonzero().squeeze(1)  # only these are reduced, not the batch
+        small = F.interpolate(F.interpolate(images[picked], size=side, mode="area"), size=28,
+                              mode="bilinear")
+        # full contrast, as predict.py gives its inputs
+        small = small / small.amax((1, 2, 3), keepdim=True).clamp(min=1e-3)
         images = images.index_copy(0, picked, small)
     return images
 
@@ -107,25 +114,29 @@ def _batch_seed(seed: int, epoch: int, batch: int) -> int:
 class DeviceLoader:
     """Shuffled, augmented, normalized batches from uint8 tensors that already sit on the device.
 
-    ``chunk`` batches are augmented together (one warp: on a GPU a step costs launches, not arithmetic). The
-    generator is re-seeded per (seed, epoch, chunk): a batch is the same whether training resumed or not. With
-    ``extra_share`` > 0, that fraction of the images is swapped for random ones of ``extra`` (images, labels)."""
+    ``chunk`` batches are augmented together (one warp: on a GPU a step costs launches, not
+    arithmetic). The generator is re-seeded per (seed, epoch, chunk): a batch is the same whether
+    training resumed or not. With ``extra_share`` > 0, that fraction of the images is swapped for
+    random ones of ``extra`` (images, labels)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 augment: Augment | None = None, seed: int = 0, chunk: int = 1,
-                 extra: tuple[torch.Tensor, torch.Tensor] | None = None, extra_share: float = 0.0) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0,
+                 chunk: int = 1, extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 extra_share: float = 0.0) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if extra_share and (extra is None or not len(extra[0]) or len(extra[0]) != len(extra[1])):
             raise ValueError("extra_share needs extra images with one label each")
         self.images, self.labels, self.extra, self.extra_share = images, labels, extra, extra_share
-        self.batch_size, self.shuffle, self.augment, self.seed, self.chunk = batch_size, shuffle, augment, seed, chunk
+        self.batch_size, self.shuffle, self.augment, self.seed, self.chunk = (
+            batch_size, shuffle, augment, seed, chunk)
         self.generator = torch.Generator(device=images.device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
 
-    def batches(self, epoch: int = 1, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, epoch: int = 1,
+                start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images, labels) batches of ``epoch``, beginning at batch index ``start``."""
         n = len(self.images)
         order = None
@@ -134,7 +145,7 @@ class DeviceLoader:
             order = torch.randperm(n, generator=self.generator, device=self.images.device)
         bs, chunk_start, chunk, chunk_labels = self.batch_size, -1, None, None
         for b in range(start, len(self)):
-            first = b - b % self.chunk  # this batch's chunk: batches first .. first + self.chunk - 1
+            first = b - b % self.chunk  # this batch's chunk: batches first .. first + chunk - 1
             if first != chunk_start:
                 idx = slice(first * bs, (first + self.chunk) * bs)
                 picked = idx if order is None else order[idx]
@@ -143,21 +154,26 @@ class DeviceLoader:
                     self.generator.manual_seed(_batch_seed(self.seed, epoch, first))
                     if self.extra_share:
                         x, chunk_labels = self._swap_in_extra(x, chunk_labels)
-                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment, self.generator)
+                    x = augment_batch(x.unsqueeze(1).float().div_(255), self.augment,
+                                      self.generator)
                 # channels_last: the layout oneDNN and cuDNN convolutions are fastest in
-                chunk_start, chunk = first, normalize(x).contiguous(memory_format=torch.channels_last)
+                chunk_start, chunk = first, normalize(x).contiguous(
+                    memory_format=torch.channels_last)
             part = slice((b - first) * bs, (b - first + 1) * bs)
             yield chunk[part], chunk_labels[part]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches()
 
-    def _swap_in_extra(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Swap each image of a chunk, with probability ``extra_share``, for a random one of ``extra``."""
+    def _swap_in_extra(self, x: torch.Tensor,
+                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Swap each image of a chunk, with probability ``extra_share``, for one of ``extra``."""
         extra_images, extra_labels = self.extra
         swap = torch.rand(len(x), generator=self.generator, device=x.device) < self.extra_share
-        pick = torch.randint(len(extra_images), (len(x),), generator=self.generator, device=x.device)
-        return (torch.where(swap.view(-1, 1, 1), extra_images[pick], x), torch.where(swap, extra_labels[pick], y))
+        pick = torch.randint(len(extra_images), (len(x),), generator=self.generator,
+                             device=x.device)
+        return (torch.where(swap.view(-1, 1, 1), extra_images[pick], x),
+                torch.where(swap, extra_labels[pick], y))
 
 
 # --- Train and test
@@ -172,8 +188,8 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__(f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; the run is stopped. "
-                         "Lower --lr (or use --amp off) and train again.")
+        super().__init__(f"the training loss became NaN/inf at epoch {epoch}, batch {batch}; "
+                         "the run is stopped. Lower --lr (or use --amp off) and train again.")
         self.epoch, self.batch = epoch, batch
 
 
@@ -196,29 +212,33 @@ class EpochTotals:
         return 100.0 * self.correct / max(self.seen, 1)
 
 
-def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor,
+                 smoothing: float = 0.0) -> torch.Tensor:
     """Mean negative log-likelihood of log-probabilities, with optional label smoothing."""
     nll = F.nll_loss(log_probs, target)
-    if smoothing:  # the target puts 1 - smoothing on the label and smoothing spread evenly over all 10 classes
+    if smoothing:  # the target: 1 - smoothing on the label, smoothing spread over all 10 classes
         return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
     return nll
 
 
-def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, *, epoch: int,
-          schedule: Schedule | None = None, amp_dtype: torch.dtype | None = None,
-          scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0, totals: EpochTotals | None = None,
-          should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] | None = None,
-          progress: bool = True, n_batches: int | None = None) -> EpochTotals:
-    """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last epoch), or their rest
-    after ``totals.batches`` done ones, stepping ``schedule`` after every batch or after the epoch, as it asks.
+def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, *,
+          epoch: int, schedule: Schedule | None = None, amp_dtype: torch.dtype | None = None,
+          scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0,
+          totals: EpochTotals | None = None, should_stop: Callable[[], bool] = lambda: False,
+          log: Callable[[str], None] | None = None, progress: bool = True,
+          n_batches: int | None = None) -> EpochTotals:
+    """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last
+    epoch), or their rest after ``totals.batches`` done ones, stepping ``schedule`` after every
+    batch or after the epoch, as it asks.
 
-    The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the device, read only to
-    display, so a CUDA step never waits for the host. When ``should_stop()`` turns true (Ctrl-C) the epoch ends after
-    this step. Raises ``NonFiniteLossError`` on NaN/inf loss. ``scaler`` (fp16) belongs to the run."""
+    The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the
+    device, read only to display, so a CUDA step never waits for the host. When ``should_stop()``
+    turns true (Ctrl-C) the epoch ends after this step. Raises ``NonFiniteLossError`` on NaN/inf
+    loss. ``scaler`` (fp16) belongs to the run."""
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
-    # float32 (MPS has no float64), continued from a resumed epoch's partial sum: the same additions either way
+    # float32 (MPS has no float64), continued from a resumed epoch's partial sum: same additions
     loss_sum = torch.full((), totals.loss_sum, device=device)
     correct = torch.full((), totals.correct, device=device, dtype=torch.int64)
     first_bad = torch.full((), -1, device=device, dtype=torch.int64)
@@ -227,8 +247,10 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
     log_every = max(1, math.ceil(n_batches / 4))
     if scaler is None:  # fp16 gradients underflow without loss scaling
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    bar = tqdm(total=n_batches, initial=totals.batches, disable=not progress, dynamic_ncols=True, leave=True)
-    for batch_id, (data, target) in enumerate(loader.batches(epoch, totals.batches), start=totals.batches):
+    bar = tqdm(total=n_batches, initial=totals.batches, disable=not progress, dynamic_ncols=True,
+               leave=True)
+    for batch_id, (data, target) in enumerate(loader.batches(epoch, totals.batches),
+                                              start=totals.batches):
         with autocast(device, amp_dtype):
             output = model(data)
             loss = smoothed_nll(output.float(), target, label_smoothing)
@@ -246,7 +268,8 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
         bar.update(1)
         last = totals.batches == n_batches or should_stop()
         write_log = log is not None and (last or totals.batches % log_every == 0)
-        if last or write_log or totals.batches % display_every == 0:  # the last step is always checked
+        # the last step is always checked
+        if last or write_log or totals.batches % display_every == 0:
             if (bad_at := int(first_bad)) >= 0:
                 bar.close()
                 raise NonFiniteLossError(epoch, bad_at)
@@ -312,7 +335,7 @@ def test(model: nn.Module, loader: DeviceLoader, log: Callable[[str], None] | No
 
 @dataclass
 class Schedule:
-    """A scheduler and when it steps: per batch (OneCycle) or per epoch (StepLR); the other hook does nothing."""
+    """A scheduler and when it steps: per batch (OneCycle) or per epoch (StepLR)."""
 
     scheduler: torch.optim.lr_scheduler.LRScheduler
     per_batch: bool
@@ -327,44 +350,51 @@ class Schedule:
 
 
 def epoch_batches(epochs: float, steps_per_epoch: int) -> list[int]:
-    """Batches per epoch for ``epochs`` (0.5: half an epoch; 2.25: two and a quarter), whole ones, at least one."""
+    """Batches per epoch for ``epochs`` (0.5: half an epoch; 2.25: two and a quarter), >= 1."""
     total = max(1, round(epochs * steps_per_epoch))
-    return [steps_per_epoch] * (total // steps_per_epoch) + [total % steps_per_epoch] * bool(total % steps_per_epoch)
+    return ([steps_per_epoch] * (total // steps_per_epoch)
+            + [total % steps_per_epoch] * bool(total % steps_per_epoch))
 
 
-def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float, steps_per_epoch: int,
-                  step_size: int = 15, gamma: float = 0.1, pct_start: float = 0.25) -> Schedule:
-    """``step``: the seed's StepLR, per epoch; ``onecycle``: OneCycleLR peaking at the optimizer's lr (warm-up over
-    ``pct_start`` of the steps, then linear decay), per batch over exactly the batches ``epoch_batches`` plans."""
+def make_schedule(name: str, optimizer: torch.optim.Optimizer, *, epochs: float,
+                  steps_per_epoch: int, step_size: int = 15, gamma: float = 0.1,
+                  pct_start: float = 0.25) -> Schedule:
+    """``step``: the seed's StepLR, per epoch; ``onecycle``: OneCycleLR peaking at the optimizer's
+    lr (warm-up over ``pct_start`` of the steps, then linear decay), per batch over exactly the
+    batches ``epoch_batches`` plans."""
     if name == "step":
-        return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), False)
+        return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size,
+                                                        gamma=gamma), False)
     if name == "onecycle":
         total = sum(epoch_batches(epochs, steps_per_epoch))
-        if math.isclose(pct_start * total, 1.0):  # OneCycleLR divides by (warm-up steps - 1): e.g. 4 steps
+        if math.isclose(pct_start * total, 1.0):  # OneCycleLR divides by (warm-up steps - 1)
             pct_start = 2.0 / total
         return Schedule(torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=total, pct_start=pct_start,
-            anneal_strategy="linear", div_factor=25.0, final_div_factor=1e3), True)
+            optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=total,
+            pct_start=pct_start, anneal_strategy="linear", div_factor=25.0,
+            final_div_factor=1e3), True)
     raise ValueError(f"unknown scheduler {name!r}: use step or onecycle")
 
 
 # --- History and logs
 
 
-# The CSV's columns and their types, in one place. "eval" columns are written "test_*" for a run evaluated
-# on the test set and "val_*" under --val, so a file never calls validation numbers "test".
-COLUMNS: dict[str, type] = {"epoch": float, "lr": float, "train_loss": float, "train_acc": float, "eval_loss": float,
-                            "eval_acc": float, "eval_correct": int, "eval_total": int, "seconds": float}
-CSV_FORMATS = {"epoch": "{:g}", "lr": "{:.6g}", "eval_correct": "{:d}", "eval_total": "{:d}", "seconds": "{:.2f}"}
-SPLITS = {"test": "Test", "val": "Validation"}  # split -> how the log, the plots and the README name it
+# The CSV's columns and their types. "eval" columns are written "test_*" for a run evaluated on
+# the test set and "val_*" under --val, so a file never calls validation numbers "test".
+COLUMNS: dict[str, type] = {"epoch": float, "lr": float, "train_loss": float, "train_acc": float,
+                            "eval_loss": float, "eval_acc": float, "eval_correct": int,
+                            "eval_total": int, "seconds": float}
+CSV_FORMATS = {"epoch": "{:g}", "lr": "{:.6g}", "eval_correct": "{:d}", "eval_total": "{:d}",
+               "seconds": "{:.2f}"}
+SPLITS = {"test": "Test", "val": "Validation"}  # split -> how the log, plots and README name it
 
 
 @dataclass
 class History:
-    """Per-epoch metrics of one run; ``split`` says what eval_* was measured on: "test", or "val" (validation)."""
+    """Per-epoch metrics of one run; ``split`` says what eval_* was measured on: "test" or "val"."""
 
     split: str = "test"
-    epoch: list[float] = field(default_factory=list)  # epochs trained so far: 0.5 after half an epoch
+    epoch: list[float] = field(default_factory=list)  # epochs trained so far: may be fractional
     lr: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
@@ -379,8 +409,8 @@ class History:
         return SPLITS[self.split]
 
     def append(self, epoch: float, train: EpochTotals, result: EvalResult, seconds: float) -> None:
-        row = (epoch, train.lr, train.loss, train.accuracy, result.loss, result.accuracy, result.correct,
-               result.total, seconds)
+        row = (epoch, train.lr, train.loss, train.accuracy, result.loss, result.accuracy,
+               result.correct, result.total, seconds)
         for name, value in zip(COLUMNS, row, strict=True):
             getattr(self, name).append(value)
 
@@ -414,7 +444,7 @@ def write_history_csv(path: Path, history: History) -> None:
 
 
 def load_history(path: str | Path) -> History:
-    """Load a run's ``logs/<run-id>.csv`` back into a ``History`` (no retraining needed to re-plot)."""
+    """Load a run's ``logs/<run-id>.csv`` back into a ``History`` (to re-plot without training)."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         found = list(reader.fieldnames or ())
@@ -429,7 +459,7 @@ def load_history(path: str | Path) -> History:
     return history
 
 
-# --- Plots: each returns a matplotlib Figure (inline in notebooks) and, given ``save``, writes it as a PNG too
+# --- Plots: each returns a matplotlib Figure (inline in notebooks); given ``save``, a PNG too
 
 
 def save_figure(fig: Figure, save: str | Path | None) -> Figure:
@@ -441,14 +471,16 @@ def save_figure(fig: Figure, save: str | Path | None) -> Figure:
 
 
 def plot_metrics(history: History | str | Path, save: str | Path | None = None) -> Figure:
-    """2x2 plot of train and test (or validation) loss and accuracy per epoch, from a History or a run's CSV."""
+    """2x2 plot of train and test (or validation) loss and accuracy per epoch, from a History or
+    a run's CSV."""
     if not isinstance(history, History):
         history = load_history(history)
     fig = Figure(figsize=(12, 8))
     axes = fig.subplots(2, 2)
     split = history.split_name
     panels = [("Training loss", history.train_loss), (f"{split} loss", history.eval_loss),
-              ("Training accuracy (%)", history.train_acc), (f"{split} accuracy (%)", history.eval_acc)]
+              ("Training accuracy (%)", history.train_acc),
+              (f"{split} accuracy (%)", history.eval_acc)]
     for ax, (title, values) in zip(axes.flat, panels, strict=True):
         ax.plot(history.epoch, values, marker="o")
         ax.set(title=title, xlabel="epoch", xticks=history.epoch)
@@ -476,19 +508,25 @@ def _image_grid(images: torch.Tensor, titles: list[str], suptitle: str, cols: in
     return fig
 
 
-def plot_samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20, save: str | Path | None = None) -> Figure:
+def plot_samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20,
+                 save: str | Path | None = None) -> Figure:
     """A grid of the first ``n`` training images with their labels."""
     titles = [f"label {int(y)}" for y in labels[:n]]
-    return save_figure(_image_grid(images[:n], titles, "Sample training images with their labels"), save)
+    return save_figure(_image_grid(images[:n], titles,
+                                   "Sample training images with their labels"), save)
 
 
-def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20, save: str | Path | None = None) -> Figure:
+def plot_predictions(images: torch.Tensor, result: EvalResult, n: int = 20,
+                     save: str | Path | None = None) -> Figure:
     """The first ``n`` evaluated images with true and predicted labels (red when wrong)."""
     pred = result.log_probs[:n].argmax(dim=1)
-    titles = [f"true {int(t)} / pred {int(p)}" for t, p in zip(result.targets[:n], pred, strict=True)]
-    colors = ["black" if int(t) == int(p) else "red" for t, p in zip(result.targets[:n], pred, strict=True)]
+    titles = [f"true {int(t)} / pred {int(p)}"
+              for t, p in zip(result.targets[:n], pred, strict=True)]
+    colors = ["black" if int(t) == int(p) else "red"
+              for t, p in zip(result.targets[:n], pred, strict=True)]
     split = result.split_name.lower()
-    fig = _image_grid(images[:n], titles, f"Sample {split} predictions (true / predicted), first {n} {split} images",
+    fig = _image_grid(images[:n], titles,
+                      f"Sample {split} predictions (true / predicted), first {n} {split} images",
                       cols=5, colors=colors)
     return save_figure(fig, save)
 
@@ -502,26 +540,27 @@ def misclassified(result: EvalResult) -> torch.Tensor:
 
 def plot_misclassified(images: torch.Tensor, result: EvalResult, n: int = 20,
                        save: str | Path | None = None) -> Figure:
-    """The ``n`` most confident mistakes over the whole evaluated set, with true/predicted/probability."""
+    """The ``n`` most confident mistakes over the evaluated set, with true/predicted/probability."""
     idx = misclassified(result)
     probs = result.log_probs.exp()
-    titles = [f"true {int(result.targets[i])} / pred {int(probs[i].argmax())}\np={float(probs[i].max()):.2f}"
-              for i in idx[:n]]
+    titles = [f"true {int(result.targets[i])} / pred {int(probs[i].argmax())}\n"
+              f"p={float(probs[i].max()):.2f}" for i in idx[:n]]
     suptitle = (f"Misclassified {result.split_name.lower()} images, most confident first "
                 f"({len(idx)} of {result.total:,} wrong; showing {min(n, len(idx))})")
-    fig = _image_grid(images[idx[:n].to(images.device)] if len(idx) else images[:0], titles, suptitle, cols=5,
-                      colors=["red"] * len(titles))
+    fig = _image_grid(images[idx[:n].to(images.device)] if len(idx) else images[:0], titles,
+                      suptitle, cols=5, colors=["red"] * len(titles))
     return save_figure(fig, save)
 
 
 def per_class_accuracy(result: EvalResult) -> list[tuple[int, int, int]]:
     """(class, correct, total) for each digit over the whole evaluated set."""
     pred = result.predictions
-    return [(c, int(((pred == c) & (result.targets == c)).sum()), int((result.targets == c).sum())) for c in range(10)]
+    return [(c, int(((pred == c) & (result.targets == c)).sum()), int((result.targets == c).sum()))
+            for c in range(10)]
 
 
 def per_class_report(result: EvalResult) -> str:
-    """Lines like ``Accuracy of 3 - three : 99.21 % (1002/1010)``, one per digit, on the full set."""
+    """Lines like ``Accuracy of 3 - three : 99.21 % (1002/1010)``, one per digit, full set."""
     return "\n".join(f"Accuracy of {c} - {CLASS_NAMES[c]} : {100 * ok / max(n, 1):.2f} % ({ok}/{n})"
                      for c, ok, n in per_class_accuracy(result))
 
@@ -534,13 +573,15 @@ def plot_per_class(result: EvalResult, save: str | Path | None = None) -> Figure
     ax = fig.subplots()
     bars = ax.bar([f"{c} - {CLASS_NAMES[c]}" for c in range(10)], acc, color="tab:blue")
     for bar, (_, ok, n), a in zip(bars, stats, acc, strict=True):
-        ax.annotate(f"{a:.2f}%\n{ok}/{n}", (bar.get_x() + bar.get_width() / 2, a), ha="center", va="bottom",
-                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.annotate(f"{a:.2f}%\n{ok}/{n}", (bar.get_x() + bar.get_width() / 2, a), ha="center",
+                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     low = min(acc)
-    ax.set(ylim=(max(0.0, low - (100 - low) * 1.5 - 0.5), 100 + (100 - low) * 0.4 + 0.3), ylabel="accuracy (%)")
+    ax.set(ylim=(max(0.0, low - (100 - low) * 1.5 - 0.5), 100 + (100 - low) * 0.4 + 0.3),
+           ylabel="accuracy (%)")
     ax.tick_params(axis="x", labelrotation=30)
     split = result.split_name.lower()
-    ax.set_title(f"Per-class {split} accuracy on all {result.total:,} {split} images (y axis starts above 0)", pad=12)
+    ax.set_title(f"Per-class {split} accuracy on all {result.total:,} {split} images "
+                 "(y axis starts above 0)", pad=12)
     fig.tight_layout()
     return save_figure(fig, save)
 
@@ -563,15 +604,16 @@ def plot_confusion(result: EvalResult, save: str | Path | None = None) -> Figure
                 color="white" if cm[t, p] > cm.max() / 10 else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
     errors = result.total - result.correct
-    ax.set_title(f"Confusion matrix, {result.total:,} {result.split_name.lower()} images ({errors} errors)")
+    ax.set_title(f"Confusion matrix, {result.total:,} {result.split_name.lower()} images "
+                 f"({errors} errors)")
     fig.colorbar(image, ax=ax, label="count + 1 (log scale)")
     fig.tight_layout()
     return save_figure(fig, save)
 
 
-def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image: int = 5, seed: int = 0,
-                      save: str | Path | None = None) -> Figure:
-    """Each of ``n`` training images (left column) beside ``per_image`` random augmentations of it."""
+def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image: int = 5,
+                      seed: int = 0, save: str | Path | None = None) -> Figure:
+    """Each of ``n`` training images (left column) beside ``per_image`` random augmentations."""
     originals = images[:n].reshape(-1, 1, 28, 28).float().div(255).cpu()
     generator = torch.Generator().manual_seed(seed)
     augmented = augment_batch(originals.repeat_interleave(per_image, 0), aug, generator)
@@ -585,8 +627,9 @@ def plot_augmentation(images: torch.Tensor, aug: Augment, n: int = 8, per_image:
             if i == 0:
                 ax.set_title("original" if k == 0 else f"augmented {k}", fontsize=9)
     parts = [f"rotation ±{aug.degrees:g}°", f"CenterCrop({aug.crop_size}) p={aug.crop_p:g}",
-             aug.translate and f"shift ±{aug.translate:g}", aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-"
-             f"{aug.scale[1]:g}", aug.lowres and f"low-res p={aug.lowres:g}"]
+             aug.translate and f"shift ±{aug.translate:g}",
+             aug.scale != (1.0, 1.0) and f"zoom {aug.scale[0]:g}-{aug.scale[1]:g}",
+             aug.lowres and f"low-res p={aug.lowres:g}"]
     fig.suptitle("Augmentation: " + ", ".join(part for part in parts if part))
     fig.tight_layout()
     return save_figure(fig, save)

@@ -1,18 +1,18 @@
-"""Looking inside the Net: the receptive field of every layer (computed from a real forward pass), conv1's
-filters, feature maps, and saliency maps (plain autograd).
+"""Looking inside the Net: each layer's receptive field (from a real forward pass), conv1's filters,
+feature maps, and saliency maps (plain autograd).
 
-``feature_maps`` and ``saliency`` take a normalized (N, 1, 28, 28) batch (one image for an app: (1, 1, 28, 28)),
-as ``utils.normalize`` makes it, and return tensors; the ``plot_*`` functions return matplotlib Figures and,
-given ``save``, also write a PNG. No pyplot global state is used.
+``feature_maps`` and ``saliency`` take a normalized (N, 1, 28, 28) batch, as ``utils.normalize``
+makes it, and return tensors; the ``plot_*`` functions return matplotlib Figures and, given
+``save``, also write a PNG. No pyplot global state is used.
 
     from s5 import explain
     from s5.checkpoint import load_trained_net
     from utils import normalize
     net = load_trained_net("checkpoints/<run-id>.pt")
     print(explain.receptive_field_table(explain.receptive_field(net)))
-    x = normalize(image_uint8_28x28)                     # (1, 1, 28, 28)
-    maps = explain.feature_maps(net, x)                  # {"conv1": (1, 32, 26, 26), ..., "conv4": (1, 256, 8, 8)}
-    heat = explain.saliency(net, x)                      # (1, 1, 28, 28), |d log p(predicted) / d pixel|
+    x = normalize(image_uint8_28x28)      # (1, 1, 28, 28)
+    maps = explain.feature_maps(net, x)   # {"conv1": (1, 32, 26, 26), ..., "conv4": (1, 256, 8, 8)}
+    heat = explain.saliency(net, x)       # (1, 1, 28, 28), |d log p(predicted) / d pixel|
 """
 
 from __future__ import annotations
@@ -64,22 +64,27 @@ class _RecordWindows(torch.overrides.TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[tuple[str, object, int, int, int, int]] = []  # kind, weight, k, s, p, dilation
+        # kind, weight, k, s, p, dilation
+        self.calls: list[tuple[str, object, int, int, int, int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name == "conv2d":
-            given = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation"), args, strict=False)) | kwargs
+            given = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation"), args,
+                             strict=False)) | kwargs
             if isinstance(given.get("padding", 0), str):
                 raise ValueError("receptive_field needs numeric padding, not 'same'/'valid'")
             weight = given["weight"]
-            self.calls.append(("conv", weight, _side(weight.shape[-1]), _side(given.get("stride", 1)),
+            self.calls.append(("conv", weight, _side(weight.shape[-1]),
+                               _side(given.get("stride", 1)),
                                _side(given.get("padding", 0)), _side(given.get("dilation", 1))))
         elif name in ("max_pool2d", "avg_pool2d"):
-            given = dict(zip(("input", "kernel_size", "stride", "padding"), args, strict=False)) | kwargs
+            given = dict(zip(("input", "kernel_size", "stride", "padding"), args,
+                             strict=False)) | kwargs
             kernel = _side(given["kernel_size"])
-            self.calls.append((name.replace("_pool2d", "pool"), None, kernel, _side(given.get("stride") or kernel),
+            self.calls.append((name.replace("_pool2d", "pool"), None, kernel,
+                               _side(given.get("stride") or kernel),
                                _side(given.get("padding", 0)), _side(given.get("dilation", 1))))
         return func(*args, **kwargs)
 
@@ -95,7 +100,8 @@ def receptive_field(model: nn.Module, input_size: int = 28, in_channels: int = 1
     was_training = model.training
     model.eval()
     with torch.no_grad(), recorder:
-        model(torch.zeros(1, in_channels, input_size, input_size, device=next(model.parameters()).device))
+        model(torch.zeros(1, in_channels, input_size, input_size,
+                          device=next(model.parameters()).device))
     model.train(was_training)
     rows, rf, n, j = [], 1, input_size, 1
     for kind, weight, k, s, p, d in recorder.calls:
@@ -124,26 +130,29 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
-    """A uint8 image (28, 28) or batch (N, 28, 28) is normalized; a float tensor is taken as normalized already."""
+    """A uint8 image (28, 28) or batch (N, 28, 28) is normalized; a float one is taken as is."""
     return normalize(x) if x.dtype == torch.uint8 else x.reshape(-1, 1, 28, 28)
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str] = CONV_LAYERS) -> dict[str, torch.Tensor]:
-    """The activations of each conv layer for a normalized (N, 1, 28, 28) batch, after the ReLU as the Net
-    applies it and before pooling: {"conv1": (N, 32, 26, 26), "conv2": (N, 64, 24, 24), "conv3": (N, 128,
-    10, 10), "conv4": (N, 256, 8, 8)}, detached, on the model's device.
+def feature_maps(model: nn.Module, x: torch.Tensor,
+                 layers: Sequence[str] = CONV_LAYERS) -> dict[str, torch.Tensor]:
+    """The activations of each conv layer for a normalized (N, 1, 28, 28) batch, after the ReLU as
+    the Net applies it and before pooling: {"conv1": (N, 32, 26, 26), "conv2": (N, 64, 24, 24),
+    "conv3": (N, 128, 10, 10), "conv4": (N, 256, 8, 8)}, detached, on the model's device.
 
-    Taken with forward hooks on the conv modules. The Net pools conv2 and conv4 before their ReLU; ReLU and
-    max-pooling commute, so relu(conv) here is exactly what the Net pools and passes on.
+    Taken with forward hooks on the conv modules. The Net pools conv2 and conv4 before their ReLU;
+    ReLU and max-pooling commute, so relu(conv) here is exactly what the Net pools and passes on.
     """
     modules = dict(model.named_modules())
     maps: dict[str, torch.Tensor] = {}
     handles = []
     for name in layers:
         if name not in modules:
-            raise ValueError(f"{type(model).__name__} has no layer {name!r}; it has {sorted(n for n in modules if n)}")
+            raise ValueError(f"{type(model).__name__} has no layer {name!r}; "
+                             f"it has {sorted(n for n in modules if n)}")
         handles.append(modules[name].register_forward_hook(
-            lambda _module, _inputs, output, name=name: maps.__setitem__(name, F.relu(output.detach()))))
+            lambda _module, _inputs, output, name=name:
+                maps.__setitem__(name, F.relu(output.detach()))))
     try:
         with torch.no_grad():
             model(_as_batch(x).to(_device(model)))
@@ -153,13 +162,13 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str] = CONV
     return maps
 
 
-def saliency(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
-             ) -> torch.Tensor:
-    """|d log p(target) / d input| per pixel for a normalized (N, 1, 28, 28) batch: (N, 1, 28, 28), >= 0.
+def saliency(model: nn.Module, x: torch.Tensor,
+             target: int | Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """|d log p(target) / d input| per pixel of a normalized (N, 1, 28, 28) batch, same shape, >= 0.
 
-    ``target`` is one digit for all images, one per image, or None for each image's predicted digit. Plain
-    autograd (a "vanilla gradient" saliency map); the model's parameter gradients are left untouched, and it
-    also works when called inside ``torch.inference_mode``/``no_grad``.
+    ``target`` is one digit for all images, one per image, or None for each image's predicted
+    digit. Plain autograd (a "vanilla gradient" saliency map); the model's parameter gradients are
+    left untouched, and it also works inside ``torch.inference_mode``/``no_grad``.
     """
     with torch.inference_mode(False), torch.enable_grad():
         inputs = _as_batch(x).to(_device(model)).detach().clone().requires_grad_(True)
@@ -179,7 +188,7 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | to
 
 
 def plot_conv1_filters(model: nn.Module, save: str | Path | None = None) -> Figure:
-    """conv1's 32 learned 3x3 kernels on one shared blue-white-red scale (white = 0), with their biases."""
+    """conv1's 32 learned 3x3 kernels on one blue-white-red scale (white = 0), with their biases."""
     weights = model.conv1.weight.detach().cpu()[:, 0]  # (32, 3, 3)
     bias = model.conv1.bias.detach().cpu()
     limit = float(weights.abs().max()) or 1.0
@@ -196,7 +205,8 @@ def plot_conv1_filters(model: nn.Module, save: str | Path | None = None) -> Figu
             continue
         image = ax.imshow(weights[i].numpy(), cmap="bwr", vmin=-limit, vmax=limit)
         ax.set_title(f"{i}: b={float(bias[i]):+.2f}", fontsize=8)
-    fig.suptitle(f"conv1: its {len(weights)} learned 3x3 filters (red positive, blue negative weights)")
+    fig.suptitle(f"conv1: its {len(weights)} learned 3x3 filters "
+                 "(red positive, blue negative weights)")
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
     return utils.save_figure(fig, save)
@@ -206,12 +216,13 @@ def _rf_by_layer(rf_rows: Sequence[RFRow]) -> dict[str, int]:
     return {row.layer: row.rf_out for row in rf_rows}
 
 
-def plot_feature_maps(model: nn.Module, image: torch.Tensor, rf_rows: Sequence[RFRow] | None = None,
-                      n_maps: int = 8, title: str = "", save: str | Path | None = None) -> Figure:
-    """One image (uint8 (28, 28), or normalized (1, 1, 28, 28)) and, per conv layer, its ``n_maps`` most active
-    feature maps. Each layer's panel title gives its receptive field, from ``rf_rows``
-    (``receptive_field(Net())``; computed from ``model`` when None), and the input image beside the maps
-    has a square of that size drawn at its centre.
+def plot_feature_maps(model: nn.Module, image: torch.Tensor,
+                      rf_rows: Sequence[RFRow] | None = None, n_maps: int = 8, title: str = "",
+                      save: str | Path | None = None) -> Figure:
+    """One image (uint8 (28, 28), or normalized (1, 1, 28, 28)) and, per conv layer, its ``n_maps``
+    most active feature maps. Each layer's panel title gives its receptive field, from ``rf_rows``
+    (``receptive_field(Net())``; computed from ``model`` when None), and the input image beside
+    the maps has a square of that size drawn at its centre.
     """
     x = _as_batch(image)[:1]
     maps = feature_maps(model, x)
@@ -224,9 +235,10 @@ def plot_feature_maps(model: nn.Module, image: torch.Tensor, rf_rows: Sequence[R
         channels, height, width = act.shape
         order = act.mean(dim=(1, 2)).argsort(descending=True)[:n_maps]
         size = rf.get(name)
-        rf_text = f"receptive field {size}x{size} px of the 28x28 input" if size else "receptive field unknown"
-        panel.suptitle(f"{name}: {rf_text}; {channels} maps of {height}x{width}, the {len(order)} most active shown",
-                       fontsize=10)
+        rf_text = (f"receptive field {size}x{size} px of the 28x28 input" if size
+                   else "receptive field unknown")
+        panel.suptitle(f"{name}: {rf_text}; {channels} maps of {height}x{width}, "
+                       f"the {len(order)} most active shown", fontsize=10)
         axes = panel.subplots(1, n_maps + 1, squeeze=False)[0]
         for ax in axes:
             ax.set_xticks([])
@@ -234,7 +246,8 @@ def plot_feature_maps(model: nn.Module, image: torch.Tensor, rf_rows: Sequence[R
         axes[0].imshow(shown.numpy(), cmap="gray_r", vmin=0, vmax=1)
         if size:
             start = (28 - size) / 2 - 0.5
-            axes[0].add_patch(Rectangle((start, start), size, size, fill=False, edgecolor="tab:red", linewidth=1.5))
+            axes[0].add_patch(Rectangle((start, start), size, size, fill=False,
+                                        edgecolor="tab:red", linewidth=1.5))
         axes[0].set_xlabel(f"RF {size}x{size}" if size else "", fontsize=8, color="tab:red")
         vmax = float(act[order].max()) or 1.0
         for ax, c in zip(axes[1:], order.tolist(), strict=False):
@@ -242,23 +255,23 @@ def plot_feature_maps(model: nn.Module, image: torch.Tensor, rf_rows: Sequence[R
             ax.set_xlabel(f"#{c}", fontsize=8)
         for ax in axes[1 + len(order):]:
             ax.axis("off")
-    fig.suptitle(title or "What each conv layer sees (feature maps after ReLU, shared colour scale per layer)",
-                 fontsize=11, y=1.02)
+    fig.suptitle(title or "What each conv layer sees "
+                 "(feature maps after ReLU, shared colour scale per layer)", fontsize=11, y=1.02)
     return utils.save_figure(fig, save)
 
 
-def plot_saliency(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, result: utils.EvalResult,
-                  n: int = 8, save: str | Path | None = None) -> Figure:
-    """Saliency maps of the ``n`` most confident mistakes (``utils.misclassified`` order) over the evaluated set.
+def plot_saliency(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  result: utils.EvalResult, n: int = 8, save: str | Path | None = None) -> Figure:
+    """Saliency maps of the ``n`` most confident mistakes (``utils.misclassified`` order).
 
-    ``images`` (uint8 (N, 28, 28)) and ``labels`` are the set ``result`` was computed on. Per mistake, three
-    rows: the image; the pixels that moved the (wrong) predicted digit's log-probability; those that would
-    move the true digit's. Each map is scaled to its own maximum.
+    ``images`` (uint8 (N, 28, 28)) and ``labels`` are the set ``result`` was computed on. Per
+    mistake, three rows: the image; the pixels that moved the (wrong) predicted digit's
+    log-probability; those that would move the true digit's. Each map is scaled to its maximum.
     """
     idx = utils.misclassified(result)[:n]
     wrong = len(utils.misclassified(result))
-    suptitle = (f"Saliency |d log p / d pixel| of the most confident mistakes ({wrong} of {result.total:,} wrong; "
-                f"showing {len(idx)})")
+    suptitle = (f"Saliency |d log p / d pixel| of the most confident mistakes "
+                f"({wrong} of {result.total:,} wrong; showing {len(idx)})")
     if not len(idx):
         fig = Figure(figsize=(6, 1.5))
         fig.text(0.5, 0.5, "no misclassified images: nothing to explain", ha="center", va="center")
@@ -279,8 +292,8 @@ def plot_saliency(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             ax.set_yticks([])
             if heat is None:
                 ax.imshow(chosen[k].numpy(), cmap="gray_r")
-                ax.set_title(f"true {int(true[k])} / pred {int(pred[k])}\np={float(prob[k]):.2f}", fontsize=8,
-                             color="red")
+                ax.set_title(f"true {int(true[k])} / pred {int(pred[k])}\np={float(prob[k]):.2f}",
+                             fontsize=8, color="red")
             else:
                 h = heat[k, 0]
                 ax.imshow((h / (h.max() + 1e-12)).numpy(), cmap="hot", vmin=0, vmax=1)

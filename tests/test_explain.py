@@ -1,4 +1,4 @@
-"""explain.py: feature maps, saliency and the pictures of the inside, on a random Net and tiny synthetic data."""
+"""explain.py: feature maps, saliency and the pictures, on a random Net and tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def net() -> Net:
 
 
 @pytest.fixture
-def evaluated(net: Net, tiny_mnist: tuple[Path, dict[str, str]]) -> tuple[mnist.MnistData, utils.EvalResult]:
+def evaluated(net: Net,
+              tiny_mnist: tuple[Path, dict[str, str]]) -> tuple[mnist.MnistData, utils.EvalResult]:
     data = mnist.load_mnist(tiny_mnist[0], md5s=None, fetch=False, log=lambda _: None)
     return data, utils.test(net, utils.DeviceLoader(data.test_images, data.test_labels, 64))
 
@@ -34,7 +35,8 @@ def test_feature_maps_shapes_and_relu(net: Net) -> None:
     maps = explain.feature_maps(net, one_image())
     assert list(maps) == ["conv1", "conv2", "conv3", "conv4"]
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
-        "conv1": (1, 32, 26, 26), "conv2": (1, 64, 24, 24), "conv3": (1, 128, 10, 10), "conv4": (1, 256, 8, 8)}
+        "conv1": (1, 32, 26, 26), "conv2": (1, 64, 24, 24), "conv3": (1, 128, 10, 10),
+        "conv4": (1, 256, 8, 8)}
     assert all(float(v.min()) >= 0 and not v.requires_grad for v in maps.values())
     assert all(not m._forward_hooks for m in net.modules())  # every hook removed again
 
@@ -48,7 +50,8 @@ def test_feature_maps_are_what_the_net_computes(net: Net) -> None:
         conv2 = torch.relu(torch.nn.functional.max_pool2d(net.conv2(conv1), 2))
         conv3 = torch.relu(net.conv3(conv2))
     torch.testing.assert_close(maps["conv1"], conv1)
-    torch.testing.assert_close(torch.nn.functional.max_pool2d(maps["conv2"], 2), conv2)  # pooling after ReLU
+    # pooling after ReLU
+    torch.testing.assert_close(torch.nn.functional.max_pool2d(maps["conv2"], 2), conv2)
     torch.testing.assert_close(maps["conv3"], conv3)
     # a uint8 image is normalized first
     raw = torch.randint(0, 256, (28, 28), dtype=torch.uint8)
@@ -70,7 +73,8 @@ def test_saliency_shape_sign_and_gradient(net: Net) -> None:
     bumped[i] += eps
     with torch.no_grad():
         slope = (net(bumped.view_as(x))[0, predicted] - net(x)[0, predicted]) / eps
-    assert abs(abs(float(slope)) - float(heat.flatten()[i])) < 0.05 * float(heat.flatten()[i]) + 1e-3
+    assert (abs(abs(float(slope)) - float(heat.flatten()[i]))
+            < 0.05 * float(heat.flatten()[i]) + 1e-3)
 
 
 def test_saliency_batches_targets_and_inference_mode(net: Net) -> None:
@@ -91,7 +95,8 @@ def test_plots_return_figures_and_write_pngs(net: Net, evaluated, tmp_path: Path
     for layer, size in (("conv1", 3), ("conv2", 5), ("conv3", 10), ("conv4", 14)):
         assert f"{layer}: receptive field {size}x{size} px" in titles
     assert len(utils.misclassified(result)) > 0  # an untrained Net: plenty of mistakes to explain
-    fig = explain.plot_saliency(net, data.test_images, data.test_labels, result, n=5, save=tmp_path / "sal.png")
+    fig = explain.plot_saliency(net, data.test_images, data.test_labels, result, n=5,
+                                save=tmp_path / "sal.png")
     assert isinstance(fig, Figure) and len([ax for ax in fig.axes if ax.images]) == 15
     first = int(utils.misclassified(result)[0])
     assert fig.axes[0].get_title().startswith(f"true {int(data.test_labels[first])} / pred ")
@@ -101,6 +106,8 @@ def test_plots_return_figures_and_write_pngs(net: Net, evaluated, tmp_path: Path
 
 def test_plot_saliency_without_mistakes(net: Net, evaluated) -> None:
     data, result = evaluated
-    perfect = utils.EvalResult(0.0, result.total, result.total,
-                               torch.nn.functional.one_hot(result.targets, 10).float().add(1e-6).log(), result.targets)
-    assert isinstance(explain.plot_saliency(net, data.test_images, data.test_labels, perfect), Figure)
+    perfect = utils.EvalResult(
+        0.0, result.total, result.total,
+        torch.nn.functional.one_hot(result.targets, 10).float().add(1e-6).log(), result.targets)
+    assert isinstance(explain.plot_saliency(net, data.test_images, data.test_labels, perfect),
+                      Figure)

@@ -49,11 +49,13 @@ def test_channels_last_gives_the_same_output(device) -> None:
     net = net.to(memory_format=torch.channels_last)
     # CUDA convolutions may use TF32 (10-bit mantissa) in fp32: a looser tolerance there
     tol = dict(atol=1e-5, rtol=1e-4) if device == "cpu" else dict(atol=5e-3, rtol=5e-3)
-    torch.testing.assert_close(net(x.contiguous(memory_format=torch.channels_last)), expected, **tol)
+    torch.testing.assert_close(net(x.contiguous(memory_format=torch.channels_last)), expected,
+                               **tol)
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (1, 28, 28), (2, 3, 28, 28), (2, 1, 32, 32), (2, 784)])
-def test_wrong_input_shape_is_a_value_error_naming_the_expected_shape(shape: tuple[int, ...]) -> None:
+def test_wrong_input_shape_is_a_value_error_naming_the_expected_shape(
+        shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
         Net()(torch.zeros(shape))
 
@@ -62,7 +64,8 @@ def test_wrong_inputs_say_what_net_expects() -> None:
     import numpy as np
 
     net = Net()
-    for bad, gist in ((np.zeros((2, 1, 28, 28), np.float32), "got ndarray"), ([[0.0] * 28] * 28, "got list"),
+    for bad, gist in ((np.zeros((2, 1, 28, 28), np.float32), "got ndarray"),
+                      ([[0.0] * 28] * 28, "got list"),
                       (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "got torch.uint8"),
                       (torch.zeros(2, 1, 28, 28, dtype=torch.float64), "use x.float()")):
         with pytest.raises(TypeError, match=gist) as info:

@@ -1,4 +1,4 @@
-"""muon.py: the orthogonalized update, which weights it trains, its AdamW half, and a resumable state."""
+"""muon.py: the orthogonalized update, which weights it trains, its AdamW half, resumable state."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_orthogonalize_keeps_the_directions_and_evens_the_singular_values(shape)
     out = orthogonalize(g)
     assert out.shape == g.shape
     singular = torch.linalg.svdvals(out)
-    assert singular.min() > 0.5 and singular.max() < 1.3  # the quintic iteration's band, not exactly 1
+    assert singular.min() > 0.5 and singular.max() < 1.3  # the quintic iteration's band, not 1
     polar = u @ vh  # the exactly orthogonal matrix Muon approximates
     assert F.cosine_similarity(out.flatten(), polar.flatten(), dim=0) > 0.97
 
@@ -34,8 +34,8 @@ def test_orthogonalize_handles_a_zero_gradient() -> None:
 def test_muon_trains_the_hidden_weight_matrices_and_adamw_the_rest() -> None:
     net = Net()
     names = {id(p): n for n, p in net.named_parameters()}
-    assert [names[id(p)] for p in hidden_matrices(net)] == ["conv2.weight", "conv3.weight", "conv4.weight",
-                                                            "fc1.weight"]
+    assert [names[id(p)] for p in hidden_matrices(net)] == ["conv2.weight", "conv3.weight",
+                                                            "conv4.weight", "fc1.weight"]
     optimizer = training.make_optimizer(net, "muon", lr=1e-3, momentum=0.9, weight_decay=0.01)
     muon_group, adamw_group = optimizer.param_groups
     assert muon_group["muon"] and not adamw_group["muon"] and muon_group["momentum"] == 0.9
@@ -46,7 +46,8 @@ def test_the_adamw_half_steps_exactly_like_torch_adamw() -> None:
     torch.manual_seed(0)
     ours, reference = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
     reference.load_state_dict(ours.state_dict())
-    opt = Muon([dict(params=ours.parameters())], lr=0.01, weight_decay=0.1)  # no muon group: all AdamW
+    # no muon group: all AdamW
+    opt = Muon([dict(params=ours.parameters())], lr=0.01, weight_decay=0.1)
     ref_opt = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.1)
     for _ in range(5):
         x = torch.randn(7, 5)
@@ -78,16 +79,20 @@ def test_muon_learns_under_onecycle_and_resumes_exactly() -> None:
 
     for _ in range(10):
         step(net, optimizer, schedule)
-    assert optimizer.param_groups[0]["momentum"] == 0.95  # OneCycle cycles AdamW's betas, not Muon's momentum
-    saved = copy.deepcopy((net.state_dict(), optimizer.state_dict(), schedule.scheduler.state_dict()))
+    # OneCycle cycles AdamW's betas, not Muon's momentum
+    assert optimizer.param_groups[0]["momentum"] == 0.95
+    saved = copy.deepcopy((net.state_dict(), optimizer.state_dict(),
+                           schedule.scheduler.state_dict()))
     for _ in range(10):
         step(net, optimizer, schedule)
     assert loss_of(net, x, y).item() < first / 2
 
     resumed = Net()
     resumed.load_state_dict(saved[0])
-    resumed_optimizer = training.make_optimizer(resumed, "muon", lr=1e-2, momentum=0.95, weight_decay=1e-4)
-    resumed_schedule = utils.make_schedule("onecycle", resumed_optimizer, epochs=1, steps_per_epoch=20)
+    resumed_optimizer = training.make_optimizer(resumed, "muon", lr=1e-2, momentum=0.95,
+                                                weight_decay=1e-4)
+    resumed_schedule = utils.make_schedule("onecycle", resumed_optimizer, epochs=1,
+                                           steps_per_epoch=20)
     resumed_optimizer.load_state_dict(saved[1])
     resumed_schedule.scheduler.load_state_dict(saved[2])
     for _ in range(10):

@@ -9,16 +9,18 @@ import nbformat
 from conftest import ROOT, write_mnist
 from nbclient import NotebookClient
 
-EXPECTED_IMAGES = ("samples", "augmentation", "metric_plot", "predictions", "misclassified", "per_class",
-                   "confusion_matrix", "conv1_filters", "feature_maps", "saliency")
+EXPECTED_IMAGES = ("samples", "augmentation", "metric_plot", "predictions", "misclassified",
+                   "per_class", "confusion_matrix", "conv1_filters", "feature_maps", "saliency")
 
 
 def colab_files() -> list[str]:
-    """The files `make colab-zip` packs: the Makefile's COLAB_FILES, folders by their Python files."""
-    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("COLAB_FILES"))
+    """The files `make colab-zip` packs: the Makefile's COLAB_FILES, folders by their .py files."""
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines()
+                if x.startswith("COLAB_FILES"))
     names = line.split(":=", 1)[1].split()
     return [str(p.relative_to(ROOT)) for name in names
-            for p in ([ROOT / name] if (ROOT / name).is_file() else sorted((ROOT / name).rglob("*.py")))]
+            for p in ([ROOT / name] if (ROOT / name).is_file()
+                      else sorted((ROOT / name).rglob("*.py")))]
 
 
 def test_notebook_runs_every_cell_and_writes_the_images(tmp_path: Path) -> None:
@@ -33,7 +35,8 @@ def test_notebook_runs_every_cell_and_writes_the_images(tmp_path: Path) -> None:
         'DATA_DIR = "data"\nIMAGES_DIR = "images"\nVERIFY_MD5 = False\nRECIPE = None\n'
         'CHANGES = {"epochs": 1, "batch_size": 64, "test_batch_size": 100}\n'
     )
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
 
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code_cells)
@@ -45,6 +48,8 @@ def test_notebook_runs_every_cell_and_writes_the_images(tmp_path: Path) -> None:
     assert shown == len(EXPECTED_IMAGES)  # every plot is also shown inline
     text = "".join(o.get("text", "") for c in code_cells for o in c.outputs)
     assert "modules ready:" in text and str(tmp_path) not in text  # no absolute path in the outputs
-    assert "Total params: 593,200" in text and "maxpool | 14 | 8 | 2 | 2 | 0 | 2 | 16 | 4 | 4" in text
+    assert ("Total params: 593,200" in text
+            and "maxpool | 14 | 8 | 2 | 2 | 0 | 2 | 16 | 4 | 4" in text)
     assert "Accuracy of 3 - three :" in text
-    assert len(list((tmp_path / "logs").glob("*.csv"))) == 1 and len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1
+    assert (len(list((tmp_path / "logs").glob("*.csv"))) == 1
+            and len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1)

@@ -1,4 +1,4 @@
-"""TensorBoard events of a run, read back: the same numbers as its CSV, and none where none were asked for."""
+"""TensorBoard events of a run, read back: its CSV's numbers, and none where none were asked for."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_p
 
 def tiny_run(data_dir: Path, tmp_path: Path, *flags: str) -> list[str]:
     """train.py's flags for a CPU run on the tiny data, files under ``tmp_path``."""
-    return ["--data-dir", str(data_dir), "--no-verify", "--no-progress", "--device", "cpu", "--batch-size", "64",
-            "--test-batch-size", "128", "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir",
-            str(tmp_path / "ckpt"), *flags]
+    return ["--data-dir", str(data_dir), "--no-verify", "--no-progress", "--device", "cpu",
+            "--batch-size", "64", "--test-batch-size", "128", "--log-dir", str(tmp_path / "logs"),
+            "--checkpoint-dir", str(tmp_path / "ckpt"), *flags]
 
 
-def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, tmp_path: Path, monkeypatch) -> None:
+def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, tmp_path: Path,
+                                                                    monkeypatch) -> None:
     data_dir, _ = tiny_mnist
-    # 384 training images (128 held out for --val): 6 steps an epoch; stopped after 8, i.e. inside epoch 2
+    # 384 training images (128 held out for --val): 6 steps an epoch; stopping after 8 is in epoch 2
     monkeypatch.setattr(training, "stop_on_signals", stop_after(8))
     status, cut = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "2", "--val", "128"))
     assert status == 130
@@ -41,16 +42,18 @@ def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, 
             continue
         tag = name.replace("_", "/", 1)  # train/loss, val/acc, lr, seconds, epoch
         logged = events.Scalars(tag)
-        assert [e.step for e in logged] == [6, 12], tag  # one point per epoch, two processes, one folder
+        # one point per epoch, two processes, one folder
+        assert [e.step for e in logged] == [6, 12], tag
         # the CSV's 6 decimals (seconds: 2), against float32 events
         tolerance = 0.006 if column == "seconds" else 1e-6
-        assert [e.value for e in logged] == pytest.approx(getattr(history, column), rel=1e-5, abs=tolerance), tag
+        assert [e.value for e in logged] == pytest.approx(getattr(history, column), rel=1e-5,
+                                                          abs=tolerance), tag
     assert events.Scalars("hparam/val_acc")[0].value == pytest.approx(history.eval_acc[-1])
     assert set(events.Tags()["images"]) == {"figures/metrics", "figures/confusion"}
     start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
     assert hparams["recipe"].string_value == "default" and hparams["val"].number_value == 128
-    assert set(hparams) == set(recipes.TRAINING_KEYS)  # the training settings, not where the files went
+    assert set(hparams) == set(recipes.TRAINING_KEYS)  # the training settings, not the places
     assert "tensorboard" in training.PLACE_KEYS and "tensorboard" not in recipes.TRAINING_KEYS
 
 
@@ -68,10 +71,12 @@ def test_no_events_when_turned_off_in_a_dry_run_or_without_tensorboard(tiny_mnis
     assert cli_run(tiny_run(data_dir, tmp_path, "--dry-run"))[0] == 0
     assert not board.exists()
 
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as where tensorboard is not installed
+    # as where tensorboard is not installed
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     assert not runs.tensorboard_installed()
     status, quiet = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "0.25"))
-    assert status == 0 and "WARNING" not in quiet.log.read_text()  # on by default: absent without a word
+    # on by default: absent without a word
+    assert status == 0 and "WARNING" not in quiet.log.read_text()
     status, asked = cli_run(tiny_run(data_dir, tmp_path, "--epochs", "0.25", "--tensorboard"))
     assert status == 0 and not board.exists()
     warnings = [line for line in asked.log.read_text().splitlines() if "WARNING" in line]
