@@ -235,32 +235,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def checked_study(args: argparse.Namespace) -> tuple[dict, dict, optuna.Study]:
+    """The space, its distributions and the study, every argument checked (``UsageError``)."""
+    space = load_space(args.space)
+    args.study = args.study or (args.space if args.space in SPACES else Path(args.space).stem)
+    if len(args.study) > 40:
+        raise UsageError(f"--study {args.study}: at most 40 characters (it names the runs)")
+    args.train = train_cli.parse(args.train_args)  # bad train flags: exit 2 now
+    if searched := set(space["search"]) & set(args.train.asked):
+        raise UsageError(f"{', '.join(sorted(searched))}: searched by the space, so not a "
+                         "train.py flag here")
+    if args.train.resume or args.train.dry_run or {"seed", "val", "recipe"} & set(args.train.asked):
+        raise UsageError("-- --resume, --dry-run, --recipe, --seed and --val are the tuner's to "
+                         "set (--space, --seeds, --val)")
+    trial_settings(args, space, {}, args.seeds[0]).check()
+    distributions = {k: distribution(k, v) for k, v in space["search"].items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
+    study = open_study(args, space)
+    if study.user_attrs.get("space", space) != space:
+        raise UsageError(f"study {args.study!r} searches another space "
+                         f"({study.user_attrs['space']}): give this one another --study name")
+    return space, distributions, study
+
+
+def enqueue_recipe(study: optuna.Study, space: dict) -> None:
+    """Make the recipe as it stands the next trial, unless the study has it or it lies outside."""
+    baseline = {k: getattr(recipes.RECIPES[space["recipe"]], k) for k in space["search"]}
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    tried = study.get_trials(deepcopy=False, states=states)
+    if all(within(baseline[k], spec) for k, spec in space["search"].items()) and \
+            not any(t.params == baseline for t in tried):  # new, changed, or last time interrupted
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+
+
+def work(study: optuna.Study, args: argparse.Namespace, space: dict, distributions: dict) -> int:
+    """Run trials until the study holds --trials, the time is up or the grid is done."""
+    deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
+    failed_in_a_row = 0
+    while finished(study) < args.trials and time.monotonic() < deadline:
+        grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+        if grid and study.sampler.is_exhausted(study):
+            break
+        trial = study.ask(distributions)
+        print(f"Trial {trial.number}: {trial.params}", flush=True)
+        outcome = run_trial(study, trial, args, space)
+        print(f"Trial {trial.number} {outcome}", flush=True)
+        failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
+        if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge
+            return fail(PROG, f"{failed_in_a_row} trials in a row failed; their run logs in "
+                              f"{Path(args.log_dir) / 'studies' / args.study}/ say why")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line: 0 done, 1 a run could not start (its error is printed), 2 usage, 130
+    """The command line: 0 done, 1 a run failed to start (its error is printed), 2 usage, 130
     interrupted."""
     args = build_parser().parse_args(argv)
     try:
-        space = load_space(args.space)
-        args.study = args.study or (args.space if args.space in SPACES else Path(args.space).stem)
-        if len(args.study) > 40:
-            raise UsageError(f"--study {args.study}: at most 40 characters (it names the runs)")
-        args.train = train_cli.parse(args.train_args)  # bad train flags: exit 2 now
-        if searched := set(space["search"]) & set(args.train.asked):
-            raise UsageError(f"{', '.join(sorted(searched))}: searched by the space, so not a "
-                             "train.py flag here")
-        tuners = {"seed", "val", "recipe"} & set(args.train.asked)
-        if args.train.resume or args.train.dry_run or tuners:
-            raise UsageError("-- --resume, --dry-run, --recipe, --seed and --val are the tuner's "
-                             "to set "
-                             "(--space, --seeds, --val)")
-        trial_settings(args, space, {}, args.seeds[0]).check()
-        distributions = {k: distribution(k, v) for k, v in space["search"].items()}
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
-        study = open_study(args, space)
-        if study.user_attrs.get("space", space) != space:
-            raise UsageError(f"study {args.study!r} searches another space "
-                             f"({study.user_attrs['space']}): "
-                             "give this one another --study name")
+        space, distributions, study = checked_study(args)
     except (UsageError, argparse.ArgumentTypeError) as exc:
         return fail(PROG, exc, 2)
     study.set_user_attr("space", space)
@@ -270,33 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         study.set_user_attr("command", command)
     for number in fail_abandoned_trials(study):
         print(f"Trial {number} was left running by a worker that is gone: marked failed")
-    baseline = {k: getattr(recipes.RECIPES[space["recipe"]], k) for k in space["search"]}
-    tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                     TrialState.WAITING))
-    if all(within(baseline[k], spec) for k, spec in space["search"].items()) and \
-            not any(t.params == baseline for t in tried):  # new, changed, or last time interrupted
-        study.enqueue_trial(baseline, user_attrs={"baseline": True})
-    deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
+    enqueue_recipe(study, space)
     print(f"Study {args.study!r}: {finished(study)} of {args.trials} trials done; this worker: "
           f"{command}", flush=True)
-    failed_in_a_row = 0
     try:
-        while finished(study) < args.trials and time.monotonic() < deadline:
-            grid = isinstance(study.sampler, optuna.samplers.GridSampler)
-            if grid and study.sampler.is_exhausted(study):
-                break
-            trial = study.ask(distributions)
-            print(f"Trial {trial.number}: {trial.params}", flush=True)
-            outcome = run_trial(study, trial, args, space)
-            print(f"Trial {trial.number} {outcome}", flush=True)
-            failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
-            if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge
-                return fail(PROG, f"{failed_in_a_row} trials in a row failed; their run logs in "
-                                  f"{Path(args.log_dir) / 'studies' / args.study}/ say why")
+        if status := work(study, args, space, distributions):
+            return status
     except KeyboardInterrupt:
         print("Interrupted: the running trial is recorded as failed. Continue the study with: "
-              f"{command}",
-              file=sys.stderr)
+              f"{command}", file=sys.stderr)
         return 130
     except (MnistError, CheckpointError, ValueError, OSError) as exc:
         return fail(PROG, f"{exc} (the trial is recorded as failed)")
@@ -304,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if done:
         best = max(done, key=lambda t: t.value)
         print(f"Best of {len(done)} complete trials: trial {best.number}, {best.value:.2f}% on "
-              "validation, "
-              f"{best.params}. Render it: python -m tools.study {args.study}")
+              f"validation, {best.params}. Render it: python -m tools.study {args.study}")
     return 0
 
 
