@@ -457,6 +457,17 @@ def saved_settings(state: dict, path: str | Path) -> dict:
     return state["settings"]
 
 
+def claim_files(places: Places, state: tuple[dict, str | Path] | None, name: str | None,
+                dry_run: bool) -> tuple[runs.RunFiles, dict]:
+    """A new run's files, or a resumed run's own (the same id and files), with what its run file
+    says so far."""
+    if state is not None and state[0].get("run_id"):
+        files = runs.continue_run(state[0]["run_id"], places.log_dir, state[1])
+        return files, runs.read_run_info(files.info)
+    label = "-".join(filter(None, [name, dry_run and "dry-run"]))
+    return runs.new_run(places.log_dir, places.checkpoint_dir, label), {}
+
+
 def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None = None,
             kind: str = "train", record: dict | None = None, command: str | None = None,
             warnings: list[str], progress: bool = True, name: str | None = None,
@@ -471,17 +482,12 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
     seed_everything(settings.seed)
     remove_stale_temp_files(places.checkpoint_dir)
     started_by = command or "train() from Python"
-    if state is not None and state[0].get("run_id"):  # the same run goes on, in the same files
-        files = runs.continue_run(state[0]["run_id"], places.log_dir, state[1])
-        info = runs.read_run_info(files.info)
-        kind = info.get("kind", kind)
-        record = {key: info[key] for key in ("study", "trial") if key in info}
-        resumed_with = [*info.get("resumed_with", []), started_by]
-        first = info.get("command", started_by)
-    else:
-        label = "-".join(filter(None, [name, dry_run and "dry-run"]))
-        files = runs.new_run(places.log_dir, places.checkpoint_dir, label)
-        resumed_with, first = [], started_by
+    files, info = claim_files(places, state, name, dry_run)
+    kind = info.get("kind", kind)
+    record = {key: info[key] for key in ("study", "trial") if key in info} or record
+    continued = state is not None and bool(state[0].get("run_id"))
+    resumed_with = [*info.get("resumed_with", []), started_by] if continued else []
+    first = info.get("command", started_by)
     try:
         runs.write_run_info(files, kind=kind, command=first,
                             split="val" if settings.val else "test", resumed_with=resumed_with,
