@@ -287,3 +287,23 @@ def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Pa
     assert [list(line.get_xdata()) for line in lines[:2]] == [[50, 100, 150], [27]]  # cumulative training seconds
     assert benchmarks.time_to(runs["default"][0], 99.5) == 150
     assert benchmarks.time_to(runs["fast"][0], 99.5) is None
+
+
+def test_a_benchmark_run_that_does_not_finish_is_one_line_and_writes_no_record(
+        cli_mnist: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from types import SimpleNamespace
+
+    from s5 import training
+    from tools import bench
+
+    monkeypatch.setattr(bench, "measure_throughput", lambda *args: (
+        {"seed-style pipeline": 1.0, "bare fwd+bwd step": 1.0, "our training step": 1.0}, None))
+    log = tmp_path / "logs" / "r.log"
+    monkeypatch.setattr(training, "train", lambda settings, **places: SimpleNamespace(
+        status="diverged", exit_status=1, files=SimpleNamespace(run_id="r", log=log)), raising=False)
+    status = bench.main(["--data-dir", str(cli_mnist), "--no-verify", "--recipes", "fast", "--seeds", "1",
+                         "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"),
+                         "--no-inference", "--device", "cpu"])
+    assert status == 1 and capsys.readouterr().err.splitlines() == [
+        f"python -m tools.bench: error: the fast run with seed 1 diverged (exit status 1); its log: {log}"]
+    assert not list(tmp_path.rglob("bench-*"))
