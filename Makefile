@@ -68,7 +68,7 @@ experiments: setup
 	$(PY) -m tools.experiments $(ARGS)
 
 # predict.py's reading on the project's real-world set (handwriting fonts from Debian packages + scikit-learn's scans):
-# installs the fonts (root, apt), builds realworld/ (git-ignored), writes logs/realworld-<date>.md and .png.
+# installs the fonts (root, apt), builds realworld/ (git-ignored), writes logs/realworld-<date>.json, .md, .png.
 REAL_FONTS := fonts-dkg-handwriting fonts-breip fonts-rufscript fonts-sjfonts fonts-kristi fonts-humor-sans \
 	fonts-dancingscript fonts-kaushanscript fonts-comic-neue
 eval-real: setup

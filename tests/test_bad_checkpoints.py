@@ -16,9 +16,9 @@ from test_faults import zip_bomb_checkpoint
 
 import predict
 from model import Net
-from s5 import realworld, report, train_cli
+from s5 import train_cli
 from s5.checkpoint import CHECKPOINT_FORMAT
-from tools import export
+from tools import export, realworld, report
 
 RUN = "20261204-220208"  # the README's committed run: its log files stand in for a finished run
 
@@ -84,19 +84,17 @@ def command(tool: str, ck: Path, root: Path, out: Path) -> tuple[str, object, li
     if tool == "export":
         return "python -m tools.export", export.main, [str(ck), "--out", str(out), "--skip-compare"]
     if tool == "realworld":
-        return "realworld.py", realworld.main, ["eval", "--out", str(root / "rw"), "--checkpoint",
-                                                str(ck), "--log-dir", str(out)]
+        return "python -m tools.realworld", realworld.main, ["eval", "--out", str(root / "rw"), "--checkpoint",
+                                                             str(ck), "--log-dir", str(out)]
     if tool == "resume":
         return "train.py", train_cli.main, ["--resume", str(ck), "--log-dir", str(out),
                                             "--checkpoint-dir", str(out)]
     (out / "checkpoints").mkdir(parents=True)
     if ck.exists() or ck.is_symlink():
         os.symlink(ck, out / "checkpoints" / f"{RUN}.pt", target_is_directory=ck.is_dir())
-    return "report.py", report.main, ["--run", RUN, "--log-dir", str(root / "logs"),
-                                      "--checkpoint-dir", str(out / "checkpoints"),
-                                      "--data-dir", str(root / "data"), "--no-verify",
-                                      "--images", str(out / "images"),
-                                      "--readme", str(root / "README.md")]
+    return "python -m tools.report", report.main, ["--run", RUN, "--log-dir", str(root / "logs"), "--checkpoint-dir",
+                                      str(out / "checkpoints"), "--data-dir", str(root / "data"), "--no-verify",
+                                      "--images", str(out / "images"), "--readme", str(root / "README.md")]
 
 
 @pytest.mark.parametrize("tool", ["predict", "export", "realworld", "report", "resume"])

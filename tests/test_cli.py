@@ -15,7 +15,8 @@ import torch
 from conftest import DEVICES, ROOT, cli_run, interrupt_when_logged, synthetic_digits, write_mnist
 
 import utils
-from s5 import checkpoint, mnist, runs
+from s5 import benchmarks, checkpoint, mnist, report, runs
+from s5.files import replace_block
 
 
 def run_train(tmp: Path, data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -162,6 +163,12 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     assert "old" not in text and text.startswith("# Title\n") and text.endswith("tail\n")
     last = utils.load_history(reference_run)
     assert f"**Final test accuracy: {last.eval_acc[-1]:.2f}%**" in text
+    # the block is drawn from its record, docs/results.json beside the README: the run's figures
+    record = json.loads((tmp_path / "docs" / "results.json").read_text())
+    assert record["run_id"] == reference_run.stem and record["epochs"] == last.rows()
+    assert record["rescored"]["correct"] == last.eval_correct[-1]
+    assert replace_block(text, "results", report.results_section(record)) == text
+    assert report.reported_run(readme) == reference_run.stem
     assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
     assert "images/per_class.png" in text and "images/saliency.png" in text
     assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
@@ -180,9 +187,11 @@ def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unaske
                                                                                        "epochs": 40}}))
     shutil.copy(reference_run, logs / f"{unfinished.stem}.csv")
     shutil.copy(only(ckpts, "*.pt"), ckpts / f"{unfinished.stem}.pt")
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "README.md"  # its results come from another run, as its record says
     committed = "<!-- results:start -->\nRun `20200101-000000` (`python train.py`), ...\n<!-- results:end -->\n"
     readme.write_text(committed)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.json").write_text(json.dumps({"run_id": "20200101-000000"}))
     base = [sys.executable, "-m", "tools.report", "--log-dir", str(logs), "--checkpoint-dir", str(ckpts),
             "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"), "--readme", str(readme)]
     refused = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -190,10 +199,12 @@ def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unaske
     assert "reports run 20200101-000000" in refused.stderr and "--replace" in refused.stderr
     assert readme.read_text() == committed and not (tmp_path / "images").exists()
     climbing = subprocess.run([*base, "--run", "../../etc/passwd"], capture_output=True, text=True, timeout=300)
-    assert climbing.returncode == 2 and "report.py: error: --run takes a run id" in climbing.stderr
+    assert climbing.returncode == 2 and climbing.stderr.splitlines() == [
+        "python -m tools.report: error: --run takes a run id such as 20261204-220208, got "
+        "'../../etc/passwd'"]
     missing = subprocess.run([*base, "--run", "20000101-000000"], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and missing.stderr.splitlines()[-1].startswith(
-        "report.py: error: no run 20000101-000000") and "Traceback" not in missing.stderr
+        "python -m tools.report: error: no run 20000101-000000") and "Traceback" not in missing.stderr
     foreign = logs / "20991230-000000.csv"  # a run whose checkpoint is not one: one line, no traceback
     shutil.copy(reference_run, foreign)
     (ckpts / f"{foreign.stem}.pt").write_bytes(b"not a checkpoint")
@@ -209,7 +220,11 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     gpu = device == "cuda"
-    report = only(tmp_path / "logs", f"bench-*-quick{'-cuda' if gpu else ''}.md").read_text()
+    found = only(tmp_path / "logs", f"bench-*-quick{'-cuda' if gpu else ''}.json")
+    record = json.loads(found.read_text())  # the figures first; the report is drawn from them
+    report = found.with_suffix(".md").read_text()
+    assert report == benchmarks.format_report(record)
+    assert record["benchmark"] == "quick" and record["device"] == device and record["picture"] is None
     for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |", "| ours ÷ bare step |",
                 "| ours ÷ seed-style |", "Median over 1 seed: final",
                 "GPU memory allocated MB" if gpu else "process peak RSS MB"):
@@ -217,7 +232,9 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
     assert ("| ours + torch.compile |" in report) == gpu and ("torch.compile's one-time" in report) == gpu
     recipe = "gpu" if gpu else "default"  # the device's own recipe first
     assert f"(recipe `{recipe}`)" in report
-    assert len(list((tmp_path / "logs").glob(f"*bench-{recipe}-seed1*.csv"))) == 1  # accuracy from a logged run
+    (run,) = record["recipes"][recipe]["runs"]  # accuracy from a logged run, as its CSV has it
+    assert run["accuracy"] == utils.load_history(tmp_path / "logs" / f"{run['run_id']}.csv").eval_acc
+    assert run["run_id"].endswith(f"bench-{recipe}-seed1")
     # inference on the CPU, as users meet it: onnxruntime vs PyTorch, the page's latency, predict.py on folders
     for row in ("| PyTorch img/s, batch 1000 |", "| onnxruntime img/s, batch 1 |",
                 "| page: the server's share of a stroke, ms (median) |", "| page: stroke-to-prediction in Chromium",
@@ -260,10 +277,31 @@ def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Pa
             h.append(epoch, utils.EpochTotals(batches=1, seen=1), result, sec)
         return h
 
-    runs = {"default": [("r1", history([98.9, 99.4, 99.6], [50, 50, 50]), 1.0)],
-            "fast": [("r2", history([99.1], [27]), 1.0)]}
+    runs = {"default": [bench.run_record("r1", history([98.9, 99.4, 99.6], [50, 50, 50]), 1.0)],
+            "fast": [bench.run_record("r2", history([99.1], [27]), 1.0)]}
     fig = bench.plot_accuracy_vs_seconds(runs, 120.0, title="t", save=tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     lines = fig.axes[0].get_lines()
     assert [list(line.get_xdata()) for line in lines[:2]] == [[50, 100, 150], [27]]  # cumulative training seconds
-    assert bench.time_to(runs["default"][0][1], 99.5) == 150 and bench.time_to(runs["fast"][0][1], 99.5) is None
+    assert benchmarks.time_to(runs["default"][0], 99.5) == 150
+    assert benchmarks.time_to(runs["fast"][0], 99.5) is None
+
+
+def test_a_benchmark_run_that_does_not_finish_is_one_line_and_writes_no_record(
+        cli_mnist: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from types import SimpleNamespace
+
+    from s5 import training
+    from tools import bench
+
+    monkeypatch.setattr(bench, "measure_throughput", lambda *args: (
+        {"seed-style pipeline": 1.0, "bare fwd+bwd step": 1.0, "our training step": 1.0}, None))
+    log = tmp_path / "logs" / "r.log"
+    monkeypatch.setattr(training, "train", lambda settings, **places: SimpleNamespace(
+        status="diverged", exit_status=1, files=SimpleNamespace(run_id="r", log=log)), raising=False)
+    status = bench.main(["--data-dir", str(cli_mnist), "--no-verify", "--recipes", "fast", "--seeds", "1",
+                         "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"),
+                         "--no-inference", "--device", "cpu"])
+    assert status == 1 and capsys.readouterr().err.splitlines() == [
+        f"python -m tools.bench: error: the fast run with seed 1 diverged (exit status 1); its log: {log}"]
+    assert not list(tmp_path.rglob("bench-*"))

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from test_predict import draw_digit, odd_image_files
 
 from s5 import digits, image, mnist, realworld
+from tools import realworld as realworld_tool
 
 
 def ink_box(out: np.ndarray, level: int = 60) -> tuple[int, int, int, int]:
@@ -305,7 +306,7 @@ def test_font_digits_are_built_in_mnist_format_and_read_back(tmp_path: Path) -> 
     if missing:
         pytest.skip(f"training fonts not installed (apt-get install {' '.join(missing)})")
     per_face = 10 * len(realworld.FONT_DIGITS_PENS) * len(realworld.FONT_DIGITS_SLANTS)
-    assert realworld.main(["font-digits", "--data-dir", str(tmp_path)]) == 0
+    assert realworld_tool.main(["font-digits", "--data-dir", str(tmp_path)]) == 0
     images, labels = mnist.load_font_digits(tmp_path)
     assert images.shape == (per_face * len(realworld.TRAINING_FONTS), 28, 28) and images.dtype == torch.uint8
     assert labels.tolist()[:per_face] == [d for d in range(10) for _ in range(per_face // 10)]

@@ -1,121 +1,173 @@
-"""Render Optuna studies made by `python -m tools.tune` into a markdown table and a plot.
+"""Render Optuna studies made by `python -m tools.tune` into a JSON record, a markdown page and a
+plot.
 
-    python -m tools.study fast                    # docs/studies/fast.md and fast.png from logs/studies/fast.journal
-    python -m tools.study fast --storage URL      # a study in a database
+    python -m tools.study fast               # docs/studies/fast.json, .md, .png from its journal
+    python -m tools.study fast --storage URL # a study in a database
 
-The table lists every trial: its settings, validation accuracy per seed, training seconds and runs (their logs are
-under logs/studies/<study>/), with the best trial per training budget (epochs) and the recipe as it stood.
+The record holds every trial: its settings, validation accuracy per seed, training seconds and runs
+(their logs are under logs/studies/<study>/); the markdown and the plot are drawn from it alone.
+Optuna is needed only to read a study, not to render a record.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+from s5.cli import UsageError, fail, program, run_name
+from s5.files import atomic_write_bytes, atomic_write_text
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import optuna
-from optuna.trial import FrozenTrial, TrialState
-
-from s5 import training
-from s5.files import atomic_write_bytes
-from tools.tune import UsageError, journal, journal_path
+PROG = program("tools.study")
 
 
-def load(name: str, storage: str | None, log_dir: str) -> optuna.Study:
-    """A study from --storage, or from the journal file `tune` writes by default (never created here)."""
+def load(name: str, storage: str | None, log_dir: str):  # -> optuna.Study
+    """A study from --storage, or from the journal file `tune` writes by default (never created
+    here)."""
+    import optuna
+
+    from tools.tune import journal, journal_path
+
     if storage is None:
         path = journal_path(log_dir, name)
         if not path.is_file():
-            raise UsageError(f"no study file {path}: run python -m tools.tune --study {name} first, or give --storage")
+            raise UsageError(f"no study file {path}: run python -m tools.tune --study {name} "
+                             "first, or give --storage")
     try:
         return optuna.load_study(study_name=name, storage=storage or journal(path))
     except KeyError:
         raise UsageError(f"no study named {name!r} in {storage or path}") from None
 
 
-def budget(trial: FrozenTrial) -> float:
-    """The epochs a complete trial's runs trained: its training budget."""
-    return float(trial.user_attrs.get("epochs", trial.params.get("epochs", 0)))
+def record(study) -> dict:  # study: optuna.Study
+    """The study as data: how it was made and one entry per trial (waiting ones left out)."""
+    from optuna.trial import TrialState
+
+    trials = []
+    for t in study.trials:
+        if t.state == TrialState.WAITING:
+            continue
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        trials.append({
+            "number": t.number, "state": t.state.name.lower(), "params": t.params,
+            "epochs": float(t.user_attrs.get("epochs", t.params.get("epochs", 0))),
+            "val_acc": t.user_attrs.get("val_acc", []), "value": t.value,
+            "stopped_at": last if t.state == TrialState.PRUNED else None,
+            "seconds": t.user_attrs.get("seconds"), "runs": t.user_attrs.get("runs", []),
+            "baseline": bool(t.user_attrs.get("baseline"))})
+    attrs = study.user_attrs
+    return {"study": study.study_name, "command": attrs.get("command", "python -m tools.tune"),
+            "seeds": attrs.get("seeds", "?"), "space": attrs.get("space", {}), "trials": trials}
 
 
 def cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def markdown(study: optuna.Study) -> str:
-    """The study as markdown: how it was made, the best trials, one row per trial."""
-    trials = [t for t in study.trials if t.state != TrialState.WAITING]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    params = list(study.user_attrs.get("space", {}).get("search", {})) or sorted({k for t in trials for k in t.params})
-    counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState
-                       if any(t.state == s for t in trials))
-    runs = sum(len(t.user_attrs.get("runs", [])) for t in trials)
-    minutes = sum(t.user_attrs.get("seconds", 0) for t in trials) / 60
-    lines = [f"# Study `{study.study_name}`", "",
-             f"Started with `{study.user_attrs.get('command', 'python -m tools.tune')}` (seeds "
-             f"{study.user_attrs.get('seeds', '?')}), rendered with `python -m tools.study {study.study_name}`. "
-             f"Space: recipe `{study.user_attrs.get('space', {}).get('recipe', '?')}`, searching "
-             f"{', '.join(params)}. Scored on the validation split (the last 10,000 training images by default), "
-             "never the test set.", "",
-             f"{len(trials)} trials ({counts}), {runs} runs, {minutes:.1f} minutes of training.", "",
-             f"![validation accuracy per trial and per setting]({study.study_name}.png)", ""]
-    for baseline in (t for t in trials if t.user_attrs.get("baseline")):  # each time tune ran on a changed recipe
-        shown = f"{baseline.value:.2f}%" if baseline.state == TrialState.COMPLETE else baseline.state.name.lower()
-        settings = ", ".join(f"{k}={cell(v)}" for k, v in baseline.params.items())
-        lines.append(f"- The recipe as it stood (trial {baseline.number}): {shown} ({settings})")
-    for epochs in sorted({budget(t) for t in complete}):
-        best = max((t for t in complete if budget(t) == epochs), key=lambda t: t.value)
-        settings = ", ".join(f"{k}={cell(v)}" for k, v in best.params.items())
-        lines.append(f"- Best at {epochs:g} epochs: trial {best.number}, {best.value:.2f}% ({settings})")
-    lines += ["", "| trial | state | " + " | ".join(params) + " | validation % per seed | mean % | train s | runs |",
-              "|---:|---|" + "---:|" * len(params) + "---|---:|---:|---|"]
+def settings(trial: dict) -> str:
+    return ", ".join(f"{k}={cell(v)}" for k, v in trial["params"].items())
+
+
+def searched(rec: dict) -> list[str]:
+    """The settings the study searched, in the space's order."""
+    in_space = list(rec["space"].get("search", {}))
+    return in_space or sorted({k for t in rec["trials"] for k in t["params"]})
+
+
+def counts_line(rec: dict) -> str:
+    """How many trials in each state, runs and minutes of training."""
+    trials = rec["trials"]
+    states = {}
     for t in trials:
-        values = " | ".join(cell(t.params.get(k, "")) for k in params)
-        per_seed = " ".join(f"{a:.2f}" for a in t.user_attrs.get("val_acc", []))
-        if t.state == TrialState.PRUNED and t.intermediate_values:  # where the pruner stopped it
-            per_seed += f" (stopped at {t.intermediate_values[max(t.intermediate_values)]:.2f})"
-        mean = f"{t.value:.2f}" if t.state == TrialState.COMPLETE else ""
-        runs = " ".join(f"`{r}`" for r in t.user_attrs.get("runs", []))
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {values} | {per_seed} | {mean} | "
-                     f"{t.user_attrs.get('seconds', '')} | {runs} |")
+        states[t["state"]] = states.get(t["state"], 0) + 1
+    order = ("running", "complete", "pruned", "fail")  # Optuna's TrialState order
+    counts = ", ".join(f"{states[s]} {s}" for s in order if s in states)
+    runs = sum(len(t["runs"]) for t in trials)
+    minutes = sum(t["seconds"] or 0 for t in trials) / 60
+    return f"{len(trials)} trials ({counts}), {runs} runs, {minutes:.1f} minutes of training."
+
+
+def summary_lines(rec: dict) -> list[str]:
+    """The recipe as it stood each time tune ran it, and the best trial per training budget."""
+    lines = []
+    for t in (t for t in rec["trials"] if t["baseline"]):
+        shown = f"{t['value']:.2f}%" if t["state"] == "complete" else t["state"]
+        lines.append(f"The recipe as it stood (trial {t['number']}): {shown} ({settings(t)})")
+    complete = [t for t in rec["trials"] if t["state"] == "complete"]
+    for epochs in sorted({t["epochs"] for t in complete}):
+        best = max((t for t in complete if t["epochs"] == epochs), key=lambda t: t["value"])
+        lines.append(f"Best at {epochs:g} epochs: trial {best['number']}, {best['value']:.2f}% "
+                     f"({settings(best)})")
+    return lines
+
+
+def markdown(rec: dict) -> str:
+    """The study's page: how it was made, the best trials, one row per trial."""
+    name, params = rec["study"], searched(rec)
+    lines = [f"# Study `{name}`", "",
+             f"Started with `{rec['command']}` (seeds {rec['seeds']}), rendered with "
+             f"`python -m tools.study {name}`. Space: recipe `{rec['space'].get('recipe', '?')}`, "
+             f"searching {', '.join(params)}. Scored on the validation split (the last 10,000 "
+             "training images by default), never the test set.", "",
+             counts_line(rec), "",
+             f"![validation accuracy per trial and per setting]({name}.png)", "",
+             *(f"- {line}" for line in summary_lines(rec)),
+             "", "| trial | state | " + " | ".join(params) + " | validation % per seed | mean % | "
+             "train s | runs |", "|---:|---|" + "---:|" * len(params) + "---|---:|---:|---|"]
+    for t in rec["trials"]:
+        values = " | ".join(cell(t["params"].get(k, "")) for k in params)
+        per_seed = " ".join(f"{a:.2f}" for a in t["val_acc"])
+        if t["state"] == "pruned" and t["stopped_at"] is not None:  # where the pruner stopped it
+            per_seed += f" (stopped at {t['stopped_at']:.2f})"
+        mean = f"{t['value']:.2f}" if t["state"] == "complete" else ""
+        runs = " ".join(f"`{r}`" for r in t["runs"])
+        seconds = "" if t["seconds"] is None else t["seconds"]
+        lines.append(f"| {t['number']} | {t['state']} | {values} | {per_seed} | {mean} | "
+                     f"{seconds} | {runs} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(study: optuna.Study, path: Path) -> None:
+def plot(rec: dict, path: Path) -> None:
     """Validation accuracy per trial with the best so far, and against each searched setting."""
-    trials = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    params = list(study.user_attrs.get("space", {}).get("search", {}))
-    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4 * (1 + len(params)), 3.4), squeeze=False)
-    score = {t.number: t.value if t.value is not None else t.intermediate_values[max(t.intermediate_values)]
-             for t in trials if t.value is not None or t.intermediate_values}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    trials = [t for t in rec["trials"] if t["state"] in ("complete", "pruned")]
+    params = list(rec["space"].get("search", {}))
+    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4 * (1 + len(params)), 3.4),
+                             squeeze=False)
+    score = {t["number"]: t["value"] if t["value"] is not None else t["stopped_at"] for t in trials
+             if t["value"] is not None or t["stopped_at"] is not None}
     best, shown = [], -float("inf")
     for t in trials:
-        if t.state == TrialState.COMPLETE:
-            shown = max(shown, t.value)
+        if t["state"] == "complete":
+            shown = max(shown, t["value"])
         best.append(shown)
     for ax, key in zip(axes[0], [None, *params], strict=True):
-        for state, marker in ((TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")):
-            chosen = [t for t in trials if t.state == state and t.number in score]
-            xs = [t.number if key is None else t.params.get(key) for t in chosen]
-            ax.scatter([str(x) if isinstance(x, str) else x for x in xs], [score[t.number] for t in chosen],
-                       marker=marker, label=state.name.lower())
+        for state, marker in (("complete", "o"), ("pruned", "x")):
+            chosen = [t for t in trials if t["state"] == state and t["number"] in score]
+            xs = [t["number"] if key is None else t["params"].get(key) for t in chosen]
+            ax.scatter([str(x) if isinstance(x, str) else x for x in xs],
+                       [score[t["number"]] for t in chosen], marker=marker, label=state)
         if key is None:
-            ax.step([t.number for t in trials], best, where="post", color="k", lw=1, label="best so far")
+            ax.step([t["number"] for t in trials], best, where="post", color="k", lw=1,
+                    label="best so far")
             ax.set_xlabel("trial")
             ax.legend(fontsize=7)
         else:
             ax.set_xlabel(key)
-            if study.user_attrs["space"]["search"][key].get("log"):  # (a linear reset would drop categorical labels)
+            # only a log axis is set: a linear reset would drop categorical labels
+            if rec["space"]["search"][key].get("log"):
                 ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # 2x10^-3 ... labels overlap
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels overlap
         ax.set_ylabel("validation accuracy %")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Study {study.study_name}: validation accuracy (pruned: where it stopped)", fontsize=10)
+    fig.suptitle(f"Study {rec['study']}: validation accuracy (pruned: where it stopped)",
+                 fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -123,25 +175,31 @@ def plot(study: optuna.Study, path: Path) -> None:
     tmp.replace(path)
 
 
+def write(rec: dict, out: Path) -> Path:
+    """<study>.json, then the .md and .png drawn from it, in ``out``; returns the JSON's path."""
+    path = atomic_write_text(out / f"{rec['study']}.json", json.dumps(rec, indent=1) + "\n")
+    atomic_write_bytes(out / f"{rec['study']}.md", markdown(rec).encode())
+    plot(rec, out / f"{rec['study']}.png")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.study", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("studies", nargs="+", type=training.run_name, metavar="STUDY")
-    p.add_argument("--storage", help="the database URL the study was made in (default: its journal file)")
-    p.add_argument("--log-dir", default="logs", help="where `tune` keeps <log-dir>/studies/<study>.journal")
-    p.add_argument("--out", default="docs/studies", help="folder for <study>.md and <study>.png")
+    p.add_argument("studies", nargs="+", type=run_name, metavar="STUDY")
+    p.add_argument("--storage",
+                   help="the database URL the study was made in (default: its journal file)")
+    p.add_argument("--log-dir", default="logs",
+                   help="where `tune` keeps <log-dir>/studies/<study>.journal")
+    p.add_argument("--out", default="docs/studies", help="folder for <study>.json, .md and .png")
     args = p.parse_args(argv)
     try:
         studies = [load(name, args.storage, args.log_dir) for name in args.studies]
     except UsageError as exc:
-        print(f"python -m tools.study: error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        return fail(PROG, exc, exc.exit_status)
     for study in studies:
-        atomic_write_bytes(out / f"{study.study_name}.md", markdown(study).encode())
-        plot(study, out / f"{study.study_name}.png")
-        print(f"Wrote {out / study.study_name}.md and .png ({len(study.trials)} trials)")
+        path = write(record(study), Path(args.out))
+        print(f"Wrote {path} and its .md and .png ({len(study.trials)} trials)")
     return 0
 
 

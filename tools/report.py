@@ -1,0 +1,107 @@
+"""Regenerate README.md's model and results blocks, docs/results.json and images/*.png from one run.
+
+    python -m tools.report               # the newest finished run in logs/ that has a checkpoint
+    python -m tools.report --replace     # ... even when the README shows another run's results
+    python -m tools.report --run 20261124-101500
+    python -m tools.report --notebook S5.ipynb   # run the notebook (it trains), then report its run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from s5.checkpoint import CheckpointError, NoCheckpointError
+from s5.cli import UsageError, fail, program
+from s5.mnist import MNIST_MD5, MnistError, load_mnist
+from s5.report import (
+    ReportError,
+    find_run,
+    record_path,
+    reported_run,
+    rescore_and_draw,
+    write_readme,
+)
+
+PROG = program("tools.report")
+
+
+def execute_notebook(path: Path) -> None:
+    """Run a notebook top to bottom and save it with its outputs; of tqdm's carriage-return updates
+    only what a terminal would finally show is kept."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        merged = []
+        for output in cell.get("outputs", []):
+            if (merged and output.output_type == merged[-1].output_type == "stream"
+                    and output.name == merged[-1].name):
+                merged[-1].text += output.text
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.output_type == "stream":
+                lines = output.text.split("\n")
+                output.text = "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
+        if "outputs" in cell:
+            cell.outputs = merged
+    nbformat.write(nb, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="run id (logs/<run>.csv and checkpoints/<run>.pt); default: the "
+                   "newest")
+    p.add_argument("--log-dir", default="logs")
+    p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--images", default="images")
+    p.add_argument("--readme", default="README.md",
+                   help="the README to update; its results record is docs/results.json beside it")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the md5 check (for tiny test data)")
+    p.add_argument("--notebook", type=Path,
+                   help="execute this notebook in place first (it trains and draws images/), then "
+                        "update the README from its run (implies --replace)")
+    p.add_argument("--replace", action="store_true",
+                   help="allow replacing the README's results when they come from another run")
+    args = p.parse_args(argv)
+    if args.notebook:
+        if not args.notebook.is_file():
+            return fail(PROG, f"--notebook {args.notebook}: no such notebook", 2)
+        execute_notebook(args.notebook)
+    readme, log_dir = Path(args.readme), Path(args.log_dir)
+    checkpoint_dir = Path(args.checkpoint_dir)
+    try:
+        run_id, why = find_run(log_dir, checkpoint_dir, args.run)
+    except (UsageError, NoCheckpointError) as exc:
+        return fail(PROG, exc, exc.exit_status)
+    print(f"run {run_id}: {why}")
+    current = reported_run(readme)
+    if current not in (None, run_id) and not (args.replace or args.notebook):
+        return fail(PROG, f"{readme} reports run {current} ({record_path(readme)}); run {run_id} "
+                          "would replace its results and images/: add --replace to do that (or "
+                          "--readme and --images elsewhere)")
+    # after the notebook, its pictures are already drawn from this very run: only the README is left
+    images = None if args.notebook else args.images
+    try:
+        data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
+        report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
+                                  images=images)
+        record = write_readme(readme, report)
+    except (CheckpointError, MnistError, ReportError, OSError, ValueError) as exc:
+        return fail(PROG, exc, getattr(exc, "exit_status", 1))  # one line, no traceback
+    drawn = "" if images is None else f" and {images}/"
+    print(f"{readme}, {record}{drawn} regenerated from run {run_id}: "
+          f"{report.result.accuracy:.2f}% test accuracy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
