@@ -11,7 +11,7 @@ import statistics
 from datetime import datetime
 from pathlib import Path
 
-from s5.files import atomic_write_text
+from s5.files import atomic_write_text, write_json
 from s5.recipes import RECIPES
 
 PAGE_MS = "page: stroke-to-prediction in Chromium, ms (median)"
@@ -42,7 +42,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def write_record(record: dict, path: Path, render) -> Path:
     """The record as ``path`` (.json), then ``render(record)`` beside it as .md; returns the .md."""
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    write_json(path, record)
     return atomic_write_text(path.with_suffix(".md"), render(record))
 
 

@@ -3,6 +3,7 @@ file, and whether the process that left a file behind is still alive. Standard l
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """``atomic_write_bytes`` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: object) -> Path:
+    """``data`` as indented JSON, written atomically: every record the project keeps."""
+    return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def replace_block(text: str, name: str, content: str, where: str = "the file") -> str:

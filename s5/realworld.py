@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from s5 import digits, image
 from s5.checkpoint import load_given_or_newest
 from s5.constants import UNCERTAIN_BELOW
-from s5.files import atomic_write_text, update_block
+from s5.files import atomic_write_text, update_block, write_json
 from s5.mnist import FONT_DIGITS_FILES, font_digits_dir, write_idx
 
 # (Debian package, font file): handwriting-like faces whose digits look written, not typeset
@@ -413,7 +413,7 @@ def evaluate(out: Path, checkpoint: Path | None, logs: Path, readme: Path | None
     when = datetime.now()
     record = evaluation_record(path, out, rows, dict(zip(ok, found, strict=True)), when)
     report = Path(logs) / f"realworld-{when:%Y%m%d-%H%M%S}.json"
-    atomic_write_text(report, json.dumps(record, indent=1) + "\n")
+    write_json(report, record)
     atomic_write_text(report.with_suffix(".md"), markdown(record))
     picture(out, rows, read, report.with_suffix(".png"))
     if readme is not None:
@@ -462,7 +462,8 @@ def font_digit(font_path: str, digit: int, pen: int, slant: float) -> torch.Tens
     shear = (1, slant, -slant * paper.size[1] / 2, 0, 1, 0)
     paper = paper.transform(paper.size, Image.Transform.AFFINE, shear,
                             resample=Image.Resampling.BILINEAR, fillcolor=255)
-    return torch.from_numpy(image.preprocess(paper, name=f"{Path(font_path).stem} {digit}", deslant=False))
+    seen = image.preprocess(paper, name=f"{Path(font_path).stem} {digit}", deslant=False)
+    return torch.from_numpy(seen)
 
 
 def build_font_digits(data_dir: Path) -> Path:

@@ -21,7 +21,7 @@ from model import Net
 from s5 import explain, runs
 from s5.checkpoint import NoCheckpointError, load_checkpoint, load_model_state
 from s5.cli import UsageError
-from s5.files import atomic_write_text, replace_block
+from s5.files import atomic_write_text, replace_block, write_json
 from s5.mnist import MnistData
 
 RUN_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -210,6 +210,6 @@ def write_readme(readme: Path, report: RunReport) -> Path:
                           ("rf", explain.receptive_field_table(explain.receptive_field(Net()))),
                           ("results", results_section(record))):
         text = replace_block(text, name, content, str(readme))
-    path = atomic_write_text(record_path(readme), json.dumps(record, indent=1) + "\n")
+    path = write_json(record_path(readme), record)
     atomic_write_text(readme, text)
     return path

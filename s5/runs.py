@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tqdm import tqdm
 
 import utils
-from s5.files import atomic_write_bytes
+from s5.files import write_json
 
 
 class RunLog:
@@ -187,8 +187,7 @@ class RunBoard:
 
 def write_run_info(files: RunFiles, **info: object) -> None:
     """Record what a run is as JSON (``kind``: train, dry-run, bench, tuning; command, settings)."""
-    atomic_write_bytes(files.info,
-                       (json.dumps({"run_id": files.run_id, **info}, indent=1) + "\n").encode())
+    write_json(files.info, {"run_id": files.run_id, **info})
 
 
 def read_run_info(path: str | Path) -> dict:

@@ -491,7 +491,7 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
     try:
         runs.write_run_info(files, kind=kind, command=first,
                             split="val" if settings.val else "test", resumed_with=resumed_with,
-                            **(record or {}),
+                            autocast=str(amp_dtype or "off"), **(record or {}),
                             settings=recorded(settings, places, name=name, dry_run=dry_run))
         board_dir = files.tensorboard if places.tensorboard else None
         with runs.RunLog(files.log) as log, runs.RunBoard(board_dir) as board:

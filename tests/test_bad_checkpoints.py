@@ -84,17 +84,18 @@ def command(tool: str, ck: Path, root: Path, out: Path) -> tuple[str, object, li
     if tool == "export":
         return "python -m tools.export", export.main, [str(ck), "--out", str(out), "--skip-compare"]
     if tool == "realworld":
-        return "python -m tools.realworld", realworld.main, ["eval", "--out", str(root / "rw"), "--checkpoint",
-                                                             str(ck), "--log-dir", str(out)]
+        return "python -m tools.realworld", realworld.main, [
+            "eval", "--out", str(root / "rw"), "--checkpoint", str(ck), "--log-dir", str(out)]
     if tool == "resume":
         return "train.py", train_cli.main, ["--resume", str(ck), "--log-dir", str(out),
                                             "--checkpoint-dir", str(out)]
     (out / "checkpoints").mkdir(parents=True)
     if ck.exists() or ck.is_symlink():
         os.symlink(ck, out / "checkpoints" / f"{RUN}.pt", target_is_directory=ck.is_dir())
-    return "python -m tools.report", report.main, ["--run", RUN, "--log-dir", str(root / "logs"), "--checkpoint-dir",
-                                      str(out / "checkpoints"), "--data-dir", str(root / "data"), "--no-verify",
-                                      "--images", str(out / "images"), "--readme", str(root / "README.md")]
+    return "python -m tools.report", report.main, [
+        "--run", RUN, "--log-dir", str(root / "logs"), "--checkpoint-dir", str(out / "checkpoints"),
+        "--data-dir", str(root / "data"), "--no-verify", "--images", str(out / "images"),
+        "--readme", str(root / "README.md")]
 
 
 @pytest.mark.parametrize("tool", ["predict", "export", "realworld", "report", "resume"])

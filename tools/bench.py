@@ -272,14 +272,14 @@ def folder_images_per_second(net: Net | digits.OnnxNet, images: torch.Tensor, *,
 
 
 def measure_page(net: Net, strokes: int) -> dict[str, float | str]:
-    """The draw-a-digit page with ``net`` on the CPU: the server's share of a stroke, then, where gradio, Playwright and
-    Chromium are installed (none: the reason), stroke-to-prediction end to end (``browser.page_latency``: mouse-up to
-    the new prediction in the page's DOM, over ``strokes`` strokes; 0: not measured), with the load average around it:
-    other work on the machine lengthens it."""
+    """The draw-a-digit page with ``net`` on the CPU: the server's share of a stroke, then, where
+    gradio, Playwright and Chromium are installed (else the reason), stroke-to-prediction end to end
+    (``browser.page_latency``: mouse-up to the new prediction in the page's DOM, over ``strokes``
+    strokes; 0: not measured), with the load average around it."""
     from tools import browser  # gradio is imported only to serve the page
 
-    figures: dict[str, float | str] = {"page: the server's share of a stroke, ms (median)": browser.latency(
-        net, calls=50 if strokes else 3)["median_ms"]}
+    server = browser.latency(net, calls=50 if strokes else 3)["median_ms"]
+    figures: dict[str, float | str] = {"page: the server's share of a stroke, ms (median)": server}
     if not strokes:
         return figures | {PAGE_MS: "not measured in --quick: python -m tools.bench --page"}
     try:
@@ -288,13 +288,16 @@ def measure_page(net: Net, strokes: int) -> dict[str, float | str]:
     except ImportError as exc:
         return figures | {PAGE_MS: f"skipped: {exc} (pip install -r requirements-app.txt)"}
     if not Path(browser.CHROMIUM).exists():
-        return figures | {PAGE_MS: f"skipped: no Chromium at {browser.CHROMIUM} (apt-get install chromium)"}
+        return figures | {PAGE_MS: f"skipped: no Chromium at {browser.CHROMIUM} "
+                                   "(apt-get install chromium)"}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        t = browser.page_latency(checkpoint.save_checkpoint(Path(tmp) / "net.pt", model=net), strokes=strokes)
+        saved = checkpoint.save_checkpoint(Path(tmp) / "net.pt", model=net)
+        t = browser.page_latency(saved, strokes=strokes)
     return figures | {PAGE_MS: t["median_ms"], "page: the same, ms (90th percentile)": t["p90_ms"],
                       "page: strokes timed": t["strokes"],
-                      "page: load average (1 min) before / after": f"{load:.2f} / {os.getloadavg()[0]:.2f}"}
+                      "page: load average (1 min) before / after":
+                          f"{load:.2f} / {os.getloadavg()[0]:.2f}"}
 
 
 def measure_inference(data: MnistData, quick: bool) -> dict[str, float | str]:

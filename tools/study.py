@@ -12,12 +12,11 @@ Optuna is needed only to read a study, not to render a record.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from s5.cli import UsageError, fail, program, run_name
-from s5.files import atomic_write_bytes, atomic_write_text
+from s5.files import atomic_write_bytes, write_json
 
 PROG = program("tools.study")
 
@@ -177,7 +176,7 @@ def plot(rec: dict, path: Path) -> None:
 
 def write(rec: dict, out: Path) -> Path:
     """<study>.json, then the .md and .png drawn from it, in ``out``; returns the JSON's path."""
-    path = atomic_write_text(out / f"{rec['study']}.json", json.dumps(rec, indent=1) + "\n")
+    path = write_json(out / f"{rec['study']}.json", rec)
     atomic_write_bytes(out / f"{rec['study']}.md", markdown(rec).encode())
     plot(rec, out / f"{rec['study']}.png")
     return path
