@@ -1,9 +1,10 @@
-"""The draw-a-digit page: its logic (``s5.page.analyse``), its command line (``python -m tools.app``),
-and the page in a real browser.
+"""The draw-a-digit page: its logic (``s5.page.analyse``), its command line
+(``python -m tools.app``), and the page in a real browser.
 
-The Net is trained here in seconds on drawn 0, 1 and 7 (as in test_predict.py). The browser tests drive
-Debian's Chromium (/usr/bin/chromium) with Playwright for Python; they are skipped, with the reason, when
-gradio, playwright or chromium is missing (`pip install -r requirements-app.txt`, `apt-get install chromium`).
+The Net is trained here in seconds on drawn 0, 1 and 7 (as in test_predict.py). The browser tests
+drive Debian's Chromium (/usr/bin/chromium) with Playwright for Python; they are skipped, with the
+reason, when gradio, playwright or chromium is missing (`pip install -r requirements-app.txt`,
+`apt-get install chromium`).
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ CHROMIUM = browser.CHROMIUM
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
-    """A Net that reads drawn 0, 1 and 7 (conv layers random, fc1/fc2 trained on their cached input; a few
-    seconds on one core), and its checkpoint file."""
+    """A Net that reads drawn 0, 1 and 7, and its checkpoint file: the conv layers stay random and
+    only fc1/fc2 are trained, on their cached input, so that it takes seconds."""
     torch.manual_seed(0)
     net = Net().eval()
     images, labels = drawn_dataset(200, seed=0)
     with one_thread():
         cached = []
-        hook = net.fc1.register_forward_hook(lambda module, inputs, output: cached.append(inputs[0]))
+        hook = net.fc1.register_forward_hook(
+            lambda module, inputs, output: cached.append(inputs[0]))
         with torch.no_grad():
             net(utils.normalize(images))
         hook.remove()
@@ -55,7 +57,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
         generator = torch.Generator().manual_seed(0)
         for _ in range(400):
             idx = torch.randint(0, len(images), (64,), generator=generator)
-            loss = F.nll_loss(F.log_softmax(net.fc2(F.relu(net.fc1(cached[0][idx]))), dim=1), labels[idx])
+            loss = F.nll_loss(F.log_softmax(net.fc2(F.relu(net.fc1(cached[0][idx]))), dim=1),
+                              labels[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -63,7 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
 
 
 def sketch(digit: int, size: int = 280, width: int = 22) -> np.ndarray:
-    """A digit drawn like on the page's sketch pad: opaque black strokes on a transparent RGBA canvas."""
+    """A digit as on the page's sketch pad: opaque black strokes on a transparent RGBA canvas."""
     img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     s, ink = size / 280, (0, 0, 0, 255)
@@ -97,7 +100,7 @@ def test_analyse_reads_drawn_digits_and_fills_every_panel(trained, digit: int, s
     assert result["probability"] == pytest.approx(probs[str(digit)], abs=1e-5)
     assert result["uncertain"] == (result["probability"] < digits.UNCERTAIN_BELOW)
     assert result["net_input"].shape == (28, 28) and result["net_input"].dtype == np.uint8
-    # exactly what predict.py's preprocessing gives for the same picture laid on white, reduced to the page's size
+    # what predict.py's preprocessing gives for the picture laid on white, at the page's size
     gray = to_gray(sketch(digit, size), page.PAGE_SIDE)
     assert max(gray.shape) <= page.PAGE_SIDE
     assert np.array_equal(result["net_input"], preprocess(gray))
@@ -130,7 +133,7 @@ def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
         assert page.analyse(net, rgb)["digit"] == 7
         assert page.analyse(net, on_white)["digit"] == 7
         assert page.analyse(net, Image.fromarray(rgba))["digit"] == 7
-        # a Net that cannot tell the digits apart: every probability 0.1, flagged uncertain as predict.py does
+        # a Net that cannot tell digits apart: every probability 0.1, uncertain as in predict.py
         flat = Net().eval()
         torch.nn.init.zeros_(flat.fc2.weight)
         torch.nn.init.zeros_(flat.fc2.bias)
@@ -139,29 +142,34 @@ def test_analyse_accepts_rgb_and_gray_and_flags_uncertain(trained) -> None:
     assert "uncertain" in page.headline(result)
 
 
-@pytest.mark.parametrize("image", [None, np.zeros((400, 400, 4), np.uint8), np.full((280, 280, 3), 255, np.uint8),
-                                   np.full((50, 60), 128.0)], ids=["none", "transparent", "white", "grey"])
+@pytest.mark.parametrize("image", [None, np.zeros((400, 400, 4), np.uint8),
+                                   np.full((280, 280, 3), 255, np.uint8),
+                                   np.full((50, 60), 128.0)],
+                         ids=["none", "transparent", "white", "grey"])
 def test_analyse_empty_canvas_gives_a_message_not_an_exception(trained, image) -> None:
     net, _ = trained
     result = page.analyse(net, image)
     assert result["digit"] is None and result["message"] == page.EMPTY_MESSAGE
-    assert result["probabilities"] is None and result["feature_maps"] is None and result["saliency"] is None
+    assert (result["probabilities"] is None and result["feature_maps"] is None
+            and result["saliency"] is None)
     assert "draw a digit" in page.headline(result).lower()
 
 
 def test_build_app_returns_blocks(trained) -> None:
-    gr = pytest.importorskip("gradio", reason="gradio is an optional extra: pip install -r requirements-app.txt")
+    gr = pytest.importorskip("gradio", reason="gradio is an optional extra: "
+                                              "pip install -r requirements-app.txt")
     blocks = page.build_app(trained[0], "drawn.pt")
     assert isinstance(blocks, gr.Blocks)
-    assert blocks.analytics_enabled is False  # the page makes no outside connection (it promises to work offline)
+    assert blocks.analytics_enabled is False  # the page works offline: no outside connection
     assert blocks.delete_cache == (3600, 3600)  # uploads do not pile up in the temporary folder
 
 
 def test_strokes_from_json_takes_the_pads_points_and_nothing_else() -> None:
     assert page.strokes_from_json(json.dumps(browser.SEVEN)) == browser.SEVEN
-    assert page.strokes_from_json("[[[-0.5, 2], [0.5, 0.25]], []]") == [[(0.0, 1.0), (0.5, 0.25)]]  # clipped to the pad
-    garbage = [None, "", "[]", "{}", "not json", "[1, 2]", '[[["a", "b"]]]', "[[[0.1, 0.2, 0.3]]]", "[[[NaN, 0.5]]]",
-               "[" * 100_000, json.dumps([[[0.5, 0.5]] * (page.MAX_POINTS + 1)])]
+    # clipped to the pad
+    assert page.strokes_from_json("[[[-0.5, 2], [0.5, 0.25]], []]") == [[(0.0, 1.0), (0.5, 0.25)]]
+    garbage = [None, "", "[]", "{}", "not json", "[1, 2]", '[[["a", "b"]]]', "[[[0.1, 0.2, 0.3]]]",
+               "[[[NaN, 0.5]]]", "[" * 100_000, json.dumps([[[0.5, 0.5]] * (page.MAX_POINTS + 1)])]
     for value in garbage:
         assert page.strokes_from_json(value) == [], value[:40] if value else value
 
@@ -179,10 +187,12 @@ def test_the_pads_points_drawn_again_read_as_the_digit(trained) -> None:
 
 
 def png(width: int, height: int, *, kind: str = "1-bit", ink_rows: range = range(0)) -> bytes:
-    """A white PNG built with zlib, row by row (no picture of that size is ever held): a 13,000² 1-bit one is about
-    50 KB. ``kind``: 1-bit or 16-bit grey, or RGBA (white and transparent, the ink black and opaque). ``ink_rows``
-    are ink across the middle third."""
-    bit_depth, colour, paper, ink = {"1-bit": (1, 0, b"\xff", b"\x00"), "16-bit": (16, 0, b"\xff\xff", b"\x00\x00"),
+    """A white PNG built with zlib, row by row, so that no picture of that size is ever held.
+
+    ``kind``: 1-bit or 16-bit grey, or RGBA (white and transparent, the ink black and opaque).
+    ``ink_rows`` are ink across the middle third."""
+    bit_depth, colour, paper, ink = {"1-bit": (1, 0, b"\xff", b"\x00"),
+                                     "16-bit": (16, 0, b"\xff\xff", b"\x00\x00"),
                                      "rgba": (8, 6, b"\xff\xff\xff\x00", b"\x00\x00\x00\xff")}[kind]
     if kind == "1-bit":  # eight pixels a byte
         width = (width + 7) // 8
@@ -190,14 +200,17 @@ def png(width: int, height: int, *, kind: str = "1-bit", ink_rows: range = range
     white = b"\x00" + paper * width  # filter byte 0, then the row
     inked = b"\x00" + paper * third + ink * (width - 2 * third) + paper * third
     packer = zlib.compressobj(9)
-    data = b"".join(packer.compress(inked if y in ink_rows else white) for y in range(height)) + packer.flush()
+    data = b"".join(packer.compress(inked if y in ink_rows else white)
+                    for y in range(height)) + packer.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
 
     width = width * 8 if kind == "1-bit" else width
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("kind", ["not an image", "empty", "truncated", "bomb"])
@@ -207,37 +220,39 @@ def test_an_unreadable_upload_is_one_line_naming_the_file(tmp_path: Path, kind: 
     draw_digit(7, (240, 300), thickness=22).save(seven)
     content = {"not an image": b"%PDF-1.4 not a picture\n" * 1000, "empty": b"",
                "truncated": seven.read_bytes()[:400],
-               "bomb": png(20_000, 20_000)}[kind]  # 400 Mpx in 60 KB, beyond Pillow's 179 Mpx limit
+               "bomb": png(20_000, 20_000)}[kind]  # 400 Mpx: beyond Pillow's 179 Mpx limit
     path.write_bytes(content)
     message = page.read_upload(str(path))
     assert isinstance(message, str) and "\n" not in message and message.startswith("upload.png ")
     assert message.endswith(". Drop a PNG or JPEG photo of one digit.")
     assert str(tmp_path) not in message  # the user's file name, not the server's cache path
-    assert {"not an image": "is not an image", "empty": "is empty (0 bytes)", "truncated": "could not be read",
-            "bomb": "DecompressionBomb"}[kind] in message, message
+    assert {"not an image": "is not an image", "empty": "is empty (0 bytes)",
+            "truncated": "could not be read", "bomb": "DecompressionBomb"}[kind] in message, message
     assert page.read_upload(None) is None and isinstance(page.read_upload(str(seven)), np.ndarray)
 
 
 @pytest.mark.parametrize(("kind", "limit_mb"), [("1-bit", 512), ("16-bit", 512), ("rgba", 1024)])
 def test_a_huge_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path: Path, kind: str,
                                                                limit_mb: int) -> None:
-    """A 13,000x13,000 PNG (a bar, under 1 MB) through the page's upload path, in a fresh process: the peak memory
-    it adds stays within the decoded picture and a band of it at a time."""
+    """A 13,000x13,000 PNG (a bar) through the page's upload path, in a fresh process: the peak
+    memory it adds stays within the decoded picture and a band of it at a time."""
     path = tmp_path / "huge.png"
-    path.write_bytes(png(13_000, 13_000, kind=kind, ink_rows=range(2_000, 3_000)))  # a thick bar: ink to read
+    # a thick bar: ink to read
+    path.write_bytes(png(13_000, 13_000, kind=kind, ink_rows=range(2_000, 3_000)))
     assert path.stat().st_size < 2**20
     code = """if True:
         import json, resource, sys
         from s5 import checkpoint, page
         from tools.browser import SEVEN
         net = checkpoint.load_given_or_newest(sys.argv[2])[0]
-        page.analyse(net, page.sketch_canvas(SEVEN), inside=False)  # the page is warm before its first upload
+        # the page is warm before its first upload
+        page.analyse(net, page.sketch_canvas(SEVEN), inside=False)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result = page.analyse(net, page.read_upload(sys.argv[1]), inside=False)
         added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         print(json.dumps({"added_mb": added / 1024, "message": result["message"]}))"""
-    done = subprocess.run([sys.executable, "-c", code, str(path), str(trained[1])], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(trained[1])],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["added_mb"] < limit_mb, report
@@ -250,8 +265,8 @@ def test_a_huge_upload_is_reduced_while_read_in_bounded_memory(trained, tmp_path
 
 
 def run_app(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.app", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "tools.app", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_no_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -259,21 +274,26 @@ def test_no_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m tools.app: error: no checkpoint found"), done.stderr
+    assert len(lines) == 1 and lines[0].startswith(
+        "python -m tools.app: error: no checkpoint found"), done.stderr
     assert "make train" in lines[0] and "--checkpoint" in lines[0]
 
 
-def test_errors_name_the_command_and_a_port_in_use_is_refused_before_serving(trained, capsys) -> None:
-    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+def test_errors_name_the_command_and_a_port_in_use_is_refused_before_serving(
+        trained, capsys) -> None:
+    pytest.importorskip("gradio",
+                        reason="gradio is not installed: pip install -r requirements-app.txt")
     with pytest.raises(SystemExit) as usage:
         app_tool.main(["--port", "0"])
     assert usage.value.code == 2
-    assert "python -m tools.app: error: argument --port: must be >= 1, got 0" in capsys.readouterr().err
+    assert ("python -m tools.app: error: argument --port: must be >= 1, got 0"
+            in capsys.readouterr().err)
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
         assert app_tool.main(["--checkpoint", str(trained[1]), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"python -m tools.app: error: cannot serve on 127.0.0.1:{port}: "), err
+    assert err[-1].startswith(
+        f"python -m tools.app: error: cannot serve on 127.0.0.1:{port}: "), err
 
 
 def test_missing_checkpoint_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -289,16 +309,19 @@ def test_missing_checkpoint_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def _browser_ready() -> None:
-    pytest.importorskip("playwright", reason="playwright is not installed: pip install -r requirements-app.txt")
+    pytest.importorskip("playwright",
+                        reason="playwright is not installed: pip install -r requirements-app.txt")
     if not (shutil.which("chromium") or os.path.exists(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (Debian's package; Playwright's own "
-                    "browser download is not needed)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (Debian's package; "
+                    "Playwright's own browser download is not needed)")
 
 
 @pytest.fixture(scope="module")
 def server(trained) -> Iterator[str]:
-    """``python -m tools.app`` serving the test's checkpoint on a free loopback port, as a subprocess; its URL."""
-    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+    """``python -m tools.app`` serving the test's checkpoint on a free loopback port, as a
+    subprocess; its URL."""
+    pytest.importorskip("gradio",
+                        reason="gradio is not installed: pip install -r requirements-app.txt")
     with browser.serving(trained[1]) as url:
         yield url
 
@@ -309,7 +332,8 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM, args=["--no-sandbox"])
+        chromium = p.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM,
+                                     args=["--no-sandbox"])
         yield chromium
         chromium.close()
 
@@ -333,13 +357,14 @@ def shown_digit(tab, digit: int) -> str:
 
 def test_browser_draw_seven_then_one_with_the_mouse(tab) -> None:
     assert "Prediction: –" in tab.locator("#prediction").inner_text()
-    assert tab.evaluate("document.documentElement.scrollWidth") <= 390  # fits a phone: no sideways scrolling
+    # fits a phone: no sideways scrolling
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 390
     browser.draw_in_browser(tab, browser.SEVEN)
     text = shown_digit(tab, 7)
     assert "The Net reads 7" in text or "best guess is 7" in text
     tab.locator("#net_input img").first.wait_for(state="attached", timeout=30_000)
     assert tab.locator("#probabilities").get_by_text("7").first.is_visible()
-    assert not tab.locator("#maps_conv1").is_visible()  # feature maps are computed only when asked for
+    assert not tab.locator("#maps_conv1").is_visible()  # feature maps only when asked for
     tab.locator("#show_inside input").check()
     for panel in ["maps_conv1", "maps_conv2", "maps_conv3", "maps_conv4", "saliency"]:
         tab.locator(f"#{panel} img").first.wait_for(state="visible", timeout=30_000)
@@ -364,8 +389,8 @@ def test_browser_a_non_image_upload_shows_one_line(tab, tmp_path: Path) -> None:
 
 
 def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
-    """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1: each is answered
-    with the right digit, and the page still serves afterwards."""
+    """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1:
+    each is answered with the right digit, and the page still serves afterwards."""
     body = json.dumps({"data": [json.dumps(browser.SEVEN)]}).encode()
 
     def predict(_: int) -> str:
@@ -376,7 +401,8 @@ def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
 
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(predict, range(300)))
-    assert len(answers) == 300 and all(answer.startswith("### Prediction: 7") for answer in answers), answers[:3]
+    assert len(answers) == 300 and all(answer.startswith("### Prediction: 7")
+                                       for answer in answers), answers[:3]
     with urllib.request.urlopen(server, timeout=30) as response:
         assert response.status == 200
 
@@ -391,7 +417,8 @@ def test_browser_drop_a_digit_image_file(tab, tmp_path: Path, how: str) -> None:
         data = list(path.read_bytes())
         transfer = tab.evaluate_handle(
             """data => { const t = new DataTransfer();
-                         t.items.add(new File([new Uint8Array(data)], "seven.png", {type: "image/png"}));
+                         t.items.add(new File([new Uint8Array(data)], "seven.png",
+                                              {type: "image/png"}));
                          return t; }""", data)
         target = tab.locator("#upload button, #upload [class*=upload]").first
         target.dispatch_event("dragenter", {"dataTransfer": transfer})

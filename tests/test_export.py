@@ -1,5 +1,5 @@
-"""``python -m tools.export`` run as a user runs it (a subprocess), and ``python -m tools.onnx_predict`` without
-torch, on a tiny trained Net."""
+"""``python -m tools.export`` run as a user runs it (a subprocess), and
+``python -m tools.onnx_predict`` without torch, on a tiny trained Net."""
 
 from __future__ import annotations
 
@@ -23,14 +23,16 @@ from s5 import checkpoint, digits, mnist
 ort = pytest.importorskip("onnxruntime")  # a guard only: requirements-dev.txt installs it
 onnx = pytest.importorskip("onnx")
 
-from s5 import export, onnx_predict  # noqa: E402  (after the guards: both need onnx and onnxruntime at run time)
+# after the guards: these need onnx and onnxruntime at run time
+from s5 import export, onnx_predict  # noqa: E402
 from tools import export as export_tool  # noqa: E402
 from tools import onnx_predict as onnx_predict_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(data folder, checkpoint) of a Net trained briefly on 512 synthetic digits: confident predictions."""
+    """(data folder, checkpoint) of a Net trained briefly on 512 synthetic digits, enough for
+    confident predictions."""
     tmp = tmp_path_factory.mktemp("export")
     data_dir = tmp / "data"
     write_mnist(data_dir, 512, 128)
@@ -53,7 +55,8 @@ def run_export(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
     data_dir, ckpt = trained
     out = tmp_path / "out"
     proc = run_export(ckpt, "--out", out, "--data-dir", data_dir, "--no-verify", "--bench",
@@ -62,9 +65,11 @@ def test_export_verify_and_bench_through_the_cli(trained: tuple[Path, Path], tmp
     assert "onnxruntime: 128/128 identical predictions, max |log-prob difference|" in proc.stdout
     assert "torch.export program: 128/128 identical predictions" in proc.stdout
     assert "fp32, 1 thread(s): images/s" in proc.stdout
-    assert "| onnxruntime |" in proc.stdout and "\n1000 | " in proc.stdout and "\n1 | " in proc.stdout
+    assert ("| onnxruntime |" in proc.stdout and "\n1000 | " in proc.stdout
+            and "\n1 | " in proc.stdout)
     onnx_path, program_path = out / "tiny-run.onnx", out / "tiny-run.pt2"
-    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.onnx", "tiny-run.pt2"]  # no temporary left behind
+    # no temporary left behind
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.onnx", "tiny-run.pt2"]
 
     model = onnx.load(str(onnx_path))
     onnx.checker.check_model(model)
@@ -90,10 +95,10 @@ def test_refuses_to_overwrite(trained: tuple[Path, Path], tmp_path: Path) -> Non
     proc = run_export(ckpt, "--out", out, "--data-dir", data_dir, "--no-verify", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"python -m tools.export: error: {out / 'tiny-run.pt2'} already exists; an export never overwrites a file: "
-        "delete it or choose another folder"]
+        f"python -m tools.export: error: {out / 'tiny-run.pt2'} already exists; "
+        "an export never overwrites a file: delete it or choose another folder"]
     assert (out / "tiny-run.pt2").read_bytes() == b"the user's own file"
-    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.pt2"]  # nothing else was written either
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-run.pt2"]  # nothing else was written
 
 
 def test_export_onnx_never_replaces_a_file(tmp_path: Path) -> None:
@@ -110,22 +115,25 @@ def test_bad_checkpoint_is_a_one_line_error(tmp_path: Path, kind: str) -> None:
     if kind == "garbage":
         path.write_bytes(b"not a checkpoint at all")
     elif kind == "foreign":
-        torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "model": torch.nn.Linear(2, 2).state_dict()}, path)
+        torch.save({"format": checkpoint.CHECKPOINT_FORMAT,
+                    "model": torch.nn.Linear(2, 2).state_dict()}, path)
     proc = run_export(path, "--data-dir", tmp_path / "no-data", cwd=tmp_path)
     assert proc.returncode == (2 if kind == "missing" else 1), proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"python -m tools.export: error: {path}"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(
+        f"python -m tools.export: error: {path}"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.onnx"))
 
 
 def test_a_differing_export_fails_the_check(trained: tuple[Path, Path], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture) -> None:
     data_dir, ckpt = trained
     real = export.ort_log_probs
     monkeypatch.setattr(export, "ort_log_probs", lambda session, x: real(session, x) + 1e-3)
-    status = export_tool.main([str(ckpt), "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-verify",
-                               "--no-program"])
+    status = export_tool.main([str(ckpt), "--out", str(tmp_path), "--data-dir", str(data_dir),
+                               "--no-verify", "--no-program"])
     out = capsys.readouterr().out
     assert status == 1, out
     assert "onnxruntime: 128/128 identical predictions" in out and "FAILED" in out
@@ -143,8 +151,8 @@ def test_compare_counts_differing_predictions() -> None:
 def test_inference_speed_rows(trained: tuple[Path, Path]) -> None:
     data_dir, ckpt = trained
     data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
-    rows = export.inference_speed(checkpoint.load_trained_net(ckpt), data.test_images, batch_sizes=(64, 1),
-                                  min_seconds=0.02)
+    rows = export.inference_speed(checkpoint.load_trained_net(ckpt), data.test_images,
+                                  batch_sizes=(64, 1), min_seconds=0.02)
     assert [(r.runtime, r.batch_size) for r in rows] == [("PyTorch", 64), ("onnxruntime", 64),
                                                           ("PyTorch", 1), ("onnxruntime", 1)]
     assert all(r.images_per_second > 0 for r in rows)
@@ -156,9 +164,11 @@ NO_TORCH = """
 import runpy, sys
 sys.modules["torch"] = None  # any `import torch` now fails
 try:
-    runpy.run_module("tools.onnx_predict", run_name="__main__")  # as `python -m tools.onnx_predict ARGS` runs it
+    # as `python -m tools.onnx_predict ARGS` runs it
+    runpy.run_module("tools.onnx_predict", run_name="__main__")
 finally:
-    assert "torch" not in [name.split(".")[0] for name, m in sys.modules.items() if m], "torch was imported"
+    assert "torch" not in [name.split(".")[0]
+                           for name, m in sys.modules.items() if m], "torch was imported"
 """
 
 
@@ -171,13 +181,15 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     from PIL import Image
 
     Image.fromarray(255 - images[0].numpy()).resize((84, 84)).save(tmp_path / "dark-on-light.png")
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(tmp_path / "digits.npy"),
-                           str(tmp_path / "dark-on-light.png")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path),
+                           str(tmp_path / "digits.npy"), str(tmp_path / "dark-on-light.png")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = checkpoint.load_trained_net(ckpt)(utils.normalize(images)).argmax(dim=1).tolist()
     lines = proc.stdout.strip().splitlines()
     assert [int(line.split(": ")[1].split()[0]) for line in lines[:20]] == expected
-    assert lines[0].startswith("digits.npy[0]: ") or lines[0].startswith(f"{tmp_path / 'digits.npy'}[0]: ")
+    assert (lines[0].startswith("digits.npy[0]: ")
+            or lines[0].startswith(f"{tmp_path / 'digits.npy'}[0]: "))
     assert lines[20].startswith(f"{tmp_path / 'dark-on-light.png'}: {expected[0]} (probability ")
 
     missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "none.onnx"), "x.npy"],
@@ -185,44 +197,53 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
     assert missing.returncode == 2 and "cannot load the model" in missing.stderr
 
 
-def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
     _, ckpt = trained
-    onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")  # not beside: PyTorch
+    # not beside the checkpoint: predict.py runs PyTorch
+    onnx_path = export.export_onnx(checkpoint.load_trained_net(ckpt), tmp_path / "net.onnx")
     folder = tmp_path / "images"
     folder.mkdir()
     odd_image_files(folder)
-    (folder / "blank.png").write_bytes(b"")  # a bad file: the same message, the others still answered, exit 1
-    ours = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(folder)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    theirs = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder), "--checkpoint", str(ckpt),
-                             "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    # a bad file: the same message, the others still answered, exit 1
+    (folder / "blank.png").write_bytes(b"")
+    ours = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(folder)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    theirs = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder), "--checkpoint",
+                             str(ckpt), "--json"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
     assert ours.returncode == theirs.returncode == 1, ours.stderr + theirs.stderr
     entries = json.loads(theirs.stdout)
-    expected = {e["file"]: (e["digit"], e["uncertain"], e["probability"]) for e in entries if "error" not in e}
-    got = {name: (int(rest.split()[0]), rest.endswith(", uncertain)"), float(rest.split("probability ")[1][:5]))
+    expected = {e["file"]: (e["digit"], e["uncertain"], e["probability"])
+                for e in entries if "error" not in e}
+    got = {name: (int(rest.split()[0]), rest.endswith(", uncertain)"),
+                  float(rest.split("probability ")[1][:5]))
            for name, rest in (line.split(": ", 1) for line in ours.stdout.strip().splitlines())}
     assert len(expected) == 4 and got.keys() == expected.keys()
     for name, (digit, uncertain, probability) in got.items():  # printed to 3 decimals
-        assert (digit, uncertain) == expected[name][:2] and abs(probability - expected[name][2]) <= 6e-4, name
-    assert ours.stderr.splitlines() == [f"python -m tools.onnx_predict: error: {e['error']}" for e in entries
-                                     if "error" in e]
+        assert ((digit, uncertain) == expected[name][:2]
+                and abs(probability - expected[name][2]) <= 6e-4), name
+    assert ours.stderr.splitlines() == [f"python -m tools.onnx_predict: error: {e['error']}"
+                                        for e in entries if "error" in e]
     assert "is empty (0 bytes)" in ours.stderr
 
 
 def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) -> None:
     _, ckpt = trained
-    proc = run_export(ckpt, "--out", tmp_path / "out", "--data-dir", tmp_path / "no-data", "--skip-compare",
-                      "--no-program", cwd=tmp_path)
+    proc = run_export(ckpt, "--out", tmp_path / "out", "--data-dir", tmp_path / "no-data",
+                      "--skip-compare", "--no-program", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny-run.onnx"]
     assert "identical predictions" not in proc.stdout and not (tmp_path / "no-data").exists()
 
 
-def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[Path, Path],
+                                                                tmp_path: Path) -> None:
     data_dir, source = trained
     ckpt, other = tmp_path / "run.pt", tmp_path / "other" / "run.pt"
     ckpt.write_bytes(source.read_bytes())
-    proc = run_export(ckpt, "--skip-compare", "--no-program", cwd=tmp_path)  # writes run.onnx beside run.pt
+    # writes run.onnx beside run.pt
+    proc = run_export(ckpt, "--skip-compare", "--no-program", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = mnist.load_mnist(data_dir, md5s=None, fetch=False, log=lambda _: None)
     images = data.test_images[:300]
@@ -230,7 +251,8 @@ def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[P
     assert onnx_net is not None and onnx_net.path == tmp_path / "run.onnx"
     fast, reference = digits.predict(onnx_net, images), digits.predict(net, images)
     assert [p.digit for p in fast] == [p.digit for p in reference]
-    assert max(abs(p.probability - q.probability) for p, q in zip(fast, reference, strict=True)) < 1e-5
+    assert max(abs(p.probability - q.probability)
+               for p, q in zip(fast, reference, strict=True)) < 1e-5
 
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -240,9 +262,9 @@ def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[P
         Image.fromarray(255 - images[k].numpy()).resize((56, 56)).save(folder / f"{k:02d}.png")
 
     def predict_cli(checkpoint_path: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder), "--checkpoint",
-                               str(checkpoint_path), "--json"], capture_output=True, text=True, cwd=tmp_path,
-                              timeout=300)
+        return subprocess.run([sys.executable, str(ROOT / "predict.py"), str(folder),
+                               "--checkpoint", str(checkpoint_path), "--json"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
 
     with_onnx = predict_cli(ckpt)
     assert with_onnx.returncode == 0 and f"onnxruntime: {tmp_path / 'run.onnx'}" in with_onnx.stderr
@@ -258,9 +280,10 @@ def test_predict_runs_the_export_beside_its_own_checkpoint_only(trained: tuple[P
     assert digits.exported_net(tmp_path / "missing.pt") is None  # no export: PyTorch
 
 
-def test_a_failed_export_leaves_no_half_of_it(trained: tuple[Path, Path], tmp_path: Path, monkeypatch,
-                                              capsys) -> None:
-    """The .pt2 cannot be written (a full disk): neither it nor the finished .onnx is left, and it is one line."""
+def test_a_failed_export_leaves_no_half_of_it(trained: tuple[Path, Path], tmp_path: Path,
+                                              monkeypatch, capsys) -> None:
+    """The .pt2 cannot be written (a full disk): neither it nor the finished .onnx is left, and the
+    error is one line."""
     _, ckpt = trained
 
     def full_disk(model):
@@ -273,12 +296,13 @@ def test_a_failed_export_leaves_no_half_of_it(trained: tuple[Path, Path], tmp_pa
     monkeypatch.setattr(export, "program_writer", full_disk)
     status = export_tool.main([str(ckpt), "--out", str(tmp_path / "out"), "--skip-compare"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status != 0 and err[-1].startswith("python -m tools.export: error:") and "No space left" in err[-1]
+    assert (status != 0 and err[-1].startswith("python -m tools.export: error:")
+            and "No space left" in err[-1])
     assert list((tmp_path / "out").iterdir()) == []  # no .onnx, no .pt2, no temporary file
 
 
-def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(trained: tuple[Path, Path],
-                                                                             tmp_path: Path, capsys) -> None:
+def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(
+        trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     from onnx import TensorProto, helper
     from PIL import Image
 
@@ -290,11 +314,13 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     os.mkfifo(tmp_path / "fifo.png")  # would block a reader forever
     Image.fromarray(np.full((28, 28), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
     status = onnx_predict_tool.main([str(onnx_path), *(str(tmp_path / n) for n in
-                                                        ("nan.npy", "empty.npy", "wide.npy", "fifo.png", "nan.tiff"))])
+                                                        ("nan.npy", "empty.npy", "wide.npy",
+                                                         "fifo.png", "nan.tiff"))])
     err = capsys.readouterr().err.splitlines()
     assert status == 1 and len(err) == 5
     assert all(line.startswith("python -m tools.onnx_predict: error: ") for line in err), err
-    assert "finite and in 0..1" in err[0] and "got (0, 28, 28)" in err[1] and "got (3, 32, 32)" in err[2]
+    assert ("finite and in 0..1" in err[0] and "got (0, 28, 28)" in err[1]
+            and "got (3, 32, 32)" in err[2])
     assert "not a regular file" in err[3] and "NaN or infinite" in err[4]
 
     uniform = np.full((1, 28, 28), 0.5, np.float32)  # no digit at all: the answer cannot be sure
@@ -302,8 +328,10 @@ def test_onnx_predict_refuses_what_it_cannot_read_and_flags_uncertain_answers(tr
     assert uncertain == (probability < onnx_predict.UNCERTAIN_BELOW)
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])
-    outs = [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, ["n", 3, 32, 32]) for k in range(5)]
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], [f"y{k}"]) for k in range(5)], "g", [x], outs)
+    outs = [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, ["n", 3, 32, 32])
+            for k in range(5)]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], [f"y{k}"]) for k in range(5)],
+                              "g", [x], outs)
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(helper.make_model(graph).SerializeToString())
     assert onnx_predict_tool.main([str(foreign), str(tmp_path / "wide.npy")]) == 1

@@ -1,4 +1,4 @@
-"""predict.py: preprocessing of user images, predictions from files and from tensors, and its errors.
+"""predict.py: preprocessing of user images, predictions from files and tensors, and its errors.
 
 Everything is made here: digits drawn with PIL, a Net trained in seconds on them, MNIST-format
 images from conftest's generator. Nothing is downloaded.
@@ -35,7 +35,8 @@ CLASSES = (0, 1, 7)
 def draw_digit(digit: int, size: tuple[int, int] = (200, 300), thickness: int = 24,
                box: tuple[float, float, float, float] = (0.3, 0.15, 0.7, 0.85), slant: float = 0.0,
                dark_on_light: bool = True) -> Image.Image:
-    """A 0 (ellipse), 1 (bar with a flag) or 7 (top bar and diagonal) in ``box`` (fractions of the size)."""
+    """A 0 (ellipse), 1 (bar with a flag) or 7 (top bar and diagonal) in ``box``, given as
+    fractions of the image size."""
     w, h = size
     ink, paper = (0, 255) if dark_on_light else (255, 0)
     img = Image.new("L", size, paper)
@@ -47,7 +48,8 @@ def draw_digit(digit: int, size: tuple[int, int] = (200, 300), thickness: int = 
     elif digit == 1:
         xm = (x0 + x1) / 2
         draw.line([(xm + s, y0), (xm - s, y1)], fill=ink, width=thickness)
-        draw.line([(xm + s, y0), (xm + s - 0.25 * (x1 - x0), y0 + 0.2 * (y1 - y0))], fill=ink, width=thickness)
+        draw.line([(xm + s, y0), (xm + s - 0.25 * (x1 - x0), y0 + 0.2 * (y1 - y0))], fill=ink,
+                  width=thickness)
     elif digit == 7:
         draw.line([(x0 + s, y0), (x1 + s, y0)], fill=ink, width=thickness)
         draw.line([(x1 + s, y0), (x0 + 0.3 * (x1 - x0) - s, y1)], fill=ink, width=thickness)
@@ -57,22 +59,25 @@ def draw_digit(digit: int, size: tuple[int, int] = (200, 300), thickness: int = 
 
 
 def jittered_digit(digit: int, rng: np.random.Generator) -> Image.Image:
-    """``draw_digit`` with a random canvas size, stroke thickness, position, size, slant and polarity."""
+    """``draw_digit`` with random canvas size, stroke thickness, position, size, slant, polarity."""
     w, h = int(rng.integers(60, 320)), int(rng.integers(60, 320))
     bw = rng.uniform(0.25, 0.6) if digit == 1 else rng.uniform(0.35, 0.6)
     bh = rng.uniform(0.4, 0.8)
     x0, y0 = rng.uniform(0.05, 0.95 - bw), rng.uniform(0.05, 0.95 - bh)
     thickness = max(2, int(min(w, h) * rng.uniform(0.04, 0.12)))
-    return draw_digit(digit, (w, h), thickness, (x0, y0, x0 + bw, y0 + bh), rng.uniform(-0.15, 0.15),
-                      bool(rng.random() < 0.5))
+    return draw_digit(digit, (w, h), thickness, (x0, y0, x0 + bw, y0 + bh),
+                      rng.uniform(-0.15, 0.15), bool(rng.random() < 0.5))
 
 
 def odd_image_files(folder: Path) -> list[Path]:
-    """Four drawn digits, one per way a file is read: dark ink on light paper (8-bit PNG), a 12-bit scan in a 16-bit
-    PNG, light ink on dark paper as a float TIFF in 0..1, and black ink on a transparent sheet (RGBA PNG)."""
-    files = [folder / name for name in ("dark-on-light.png", "twelve-bit.png", "float.tif", "sheet.png")]
+    """Four drawn digits, one per way a file is read: dark ink on light paper (8-bit PNG), a 12-bit
+    scan in a 16-bit PNG, light ink on dark paper as a float TIFF in 0..1, and black ink on a
+    transparent sheet (RGBA PNG)."""
+    files = [folder / name
+             for name in ("dark-on-light.png", "twelve-bit.png", "float.tif", "sheet.png")]
     draw_digit(7, size=(220, 260), thickness=18).save(files[0])
-    Image.fromarray(np.asarray(draw_digit(1, size=(180, 240), slant=0.2), dtype=np.uint16) * 16).save(files[1])
+    Image.fromarray(np.asarray(draw_digit(1, size=(180, 240), slant=0.2),
+                               dtype=np.uint16) * 16).save(files[1])
     light = draw_digit(0, size=(300, 200), thickness=30, dark_on_light=False)
     Image.fromarray(np.asarray(light, dtype=np.float32) / 255, "F").save(files[2])
     sheet = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
@@ -102,10 +107,10 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
-    """A Net that reads drawn 0, 1 and 7, and its checkpoint file (a few seconds on one CPU core).
+    """A Net that reads drawn 0, 1 and 7, and its checkpoint file.
 
-    The convolutions keep their (seeded) random weights; fc1 and fc2 are trained on the cached
-    input of fc1 with Adam, 400 steps of batch 64. The real ``Net.forward`` is then checked.
+    Only fc1 and fc2 are trained, on fc1's cached input, so that it takes seconds on one core; the
+    convolutions keep their seeded random weights. The real ``Net.forward`` is then checked.
     """
     torch.manual_seed(0)
     net = Net().eval()
@@ -113,7 +118,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
     x = utils.normalize(images)
     with one_thread():
         cached = []
-        hook = net.fc1.register_forward_hook(lambda module, inputs, output: cached.append(inputs[0]))
+        hook = net.fc1.register_forward_hook(
+            lambda module, inputs, output: cached.append(inputs[0]))
         with torch.no_grad():
             net(x)
         hook.remove()
@@ -123,15 +129,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, Path]:
         generator = torch.Generator().manual_seed(0)
         for _ in range(400):
             idx = torch.randint(0, len(x), (64,), generator=generator)
-            loss = F.nll_loss(F.log_softmax(net.fc2(F.relu(net.fc1(features[idx]))), dim=1), labels[idx])
+            loss = F.nll_loss(F.log_softmax(net.fc2(F.relu(net.fc1(features[idx]))), dim=1),
+                              labels[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         held_out, held_labels = drawn_dataset(50, seed=1)
-        train_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, images), labels.tolist(), strict=True)])
-        held_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, held_out), held_labels.tolist(),
-                                                          strict=True)])
-    assert train_acc >= 0.98 and held_acc >= 0.95, f"the test's Net did not learn: {train_acc=} {held_acc=}"
+        train_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, images),
+                                                           labels.tolist(), strict=True)])
+        held_acc = np.mean([p.digit == y for p, y in zip(digits.predict(net, held_out),
+                                                          held_labels.tolist(), strict=True)])
+    assert train_acc >= 0.98 and held_acc >= 0.95, ("the test's Net did not learn: "
+                                                    f"{train_acc=} {held_acc=}")
     path = checkpoint.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "drawn.pt", model=net)
     return net, path
 
@@ -143,7 +152,8 @@ def run_predict(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every path under ``folder`` with its bytes (folders map to b"")."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"") for p in sorted(folder.rglob("*"))}
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"")
+            for p in sorted(folder.rglob("*"))}
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -165,7 +175,8 @@ def test_preprocess_makes_an_mnist_style_digit(digit: int, tmp_path: Path) -> No
     assert out.shape == (28, 28) and out.dtype == np.uint8
     rows, cols = np.nonzero(out)
     height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
-    assert max(height, width) in (19, 20) and height <= 20 and width <= 20  # the longer side fills the 20-px box
+    # the longer side fills the 20-px box
+    assert max(height, width) in (19, 20) and height <= 20 and width <= 20
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1, (cy, cx)
     border = np.concatenate([out[0], out[-1], out[:, 0], out[:, -1]])
@@ -187,7 +198,8 @@ def test_modes_and_formats_read_alike(tmp_path: Path) -> None:
     reference = read_image(tmp_path / "gray.png")
     gray.convert("RGB").save(tmp_path / "rgb.bmp")
     gray.convert("P").save(tmp_path / "palette.png")
-    Image.fromarray(np.asarray(gray).astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 16-bit grey
+    # 16-bit grey
+    Image.fromarray(np.asarray(gray).astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
     transparent = Image.new("RGBA", gray.size, (0, 0, 0, 0))  # black ink on a transparent sheet
     transparent.putalpha(Image.eval(gray, lambda v: 255 - v))
     transparent.save(tmp_path / "transparent.png")
@@ -213,36 +225,45 @@ def test_a_28x28_image_with_dark_background_is_taken_as_mnist(tmp_path: Path) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def test_cli_reads_drawn_digits_with_the_newest_checkpoint(trained: tuple[Net, Path], tmp_path: Path) -> None:
+def test_cli_reads_drawn_digits_with_the_newest_checkpoint(trained: tuple[Net, Path],
+                                                           tmp_path: Path) -> None:
     _, ckpt = trained
     project = tmp_path / "project"
     (project / "checkpoints").mkdir(parents=True)
-    old = checkpoint.save_checkpoint(project / "checkpoints" / "20200101-000000-old.pt", model=Net())  # untrained
+    old = checkpoint.save_checkpoint(project / "checkpoints" / "20200101-000000-old.pt",
+                                     model=Net())  # untrained
     os.utime(old, (1_000_000_000, 1_000_000_000))
     (project / "checkpoints" / "20261124-031646-drawn.pt").write_bytes(ckpt.read_bytes())
     photos = tmp_path / "photos"
     photos.mkdir()
     draw_digit(1).save(photos / "one.png")  # 200x300, dark on white
     draw_digit(7).convert("RGB").save(photos / "seven.jpg", quality=90)
-    draw_digit(7, size=(300, 200), slant=0.1, dark_on_light=False).save(photos / "seven_on_black.bmp")
-    draw_digit(0, size=(150, 150), thickness=12, dark_on_light=False).save(photos / "zero_on_black.png")
-    draw_digit(1, size=(400, 400), thickness=30, box=(0.1, 0.5, 0.3, 0.95)).save(photos / "small_one.png")
+    draw_digit(7, size=(300, 200), slant=0.1,
+               dark_on_light=False).save(photos / "seven_on_black.bmp")
+    draw_digit(0, size=(150, 150), thickness=12,
+               dark_on_light=False).save(photos / "zero_on_black.png")
+    draw_digit(1, size=(400, 400), thickness=30,
+               box=(0.1, 0.5, 0.3, 0.95)).save(photos / "small_one.png")
     before = snapshot(photos)
 
     proc = run_predict(photos / "one.png", photos / "seven.jpg", photos, cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "checkpoints/20261124-031646-drawn.pt" in proc.stderr
     lines = [line.split(": ", 1) for line in proc.stdout.splitlines()]
-    names = ["one.png", "seven.jpg", "one.png", "seven.jpg", "seven_on_black.bmp", "small_one.png", "zero_on_black.png"]
-    assert [Path(file).name for file, _ in lines] == names  # the two files named, then the folder's, sorted
-    expected = {"one.png": 1, "seven.jpg": 7, "seven_on_black.bmp": 7, "zero_on_black.png": 0, "small_one.png": 1}
+    names = ["one.png", "seven.jpg", "one.png", "seven.jpg", "seven_on_black.bmp", "small_one.png",
+             "zero_on_black.png"]
+    # the two files named, then the folder's, sorted
+    assert [Path(file).name for file, _ in lines] == names
+    expected = {"one.png": 1, "seven.jpg": 7, "seven_on_black.bmp": 7, "zero_on_black.png": 0,
+                "small_one.png": 1}
     for file, result in lines:
         assert result.startswith(f"{expected[Path(file).name]} (probability "), (file, result)
         assert "top 3: " in result
     assert snapshot(photos) == before
 
 
-def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], tmp_path: Path) -> None:
+def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path],
+                                                    tmp_path: Path) -> None:
     net, ckpt = trained
     images, _ = synthetic_digits(100, seed=11)
     folder = tmp_path / "mnist"
@@ -257,17 +278,21 @@ def test_files_and_tensor_agree_on_100_mnist_images(trained: tuple[Net, Path], t
         by_files = digits.predict(net, from_files)
         by_numpy_4d = digits.predict(net, images[:, None])
         by_float = digits.predict(net, torch.from_numpy(images).float() / 255)
-    assert [p.digit for p in by_files] == [p.digit for p in by_tensor] == [p.digit for p in by_numpy_4d]
+    assert ([p.digit for p in by_files] == [p.digit for p in by_tensor]
+            == [p.digit for p in by_numpy_4d])
     assert [p.digit for p in by_float] == [p.digit for p in by_tensor]
-    np.testing.assert_allclose([p.probability for p in by_files], [p.probability for p in by_tensor], atol=1e-6)
-    np.testing.assert_allclose([p.probability for p in by_float], [p.probability for p in by_tensor], atol=1e-4)
+    np.testing.assert_allclose([p.probability for p in by_files],
+                               [p.probability for p in by_tensor], atol=1e-6)
+    np.testing.assert_allclose([p.probability for p in by_float],
+                               [p.probability for p in by_tensor], atol=1e-4)
 
     proc = run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert [r["file"] for r in results] == [str(p) for p in files]
     assert [r["digit"] for r in results] == [p.digit for p in by_tensor]
-    np.testing.assert_allclose([r["probability"] for r in results], [p.probability for p in by_tensor], atol=1e-4)
+    np.testing.assert_allclose([r["probability"] for r in results],
+                               [p.probability for p in by_tensor], atol=1e-4)
 
 
 def test_predict_returns_digit_probability_and_top3(trained: tuple[Net, Path]) -> None:
@@ -281,11 +306,13 @@ def test_predict_returns_digit_probability_and_top3(trained: tuple[Net, Path]) -
         probs = [p for _, p in r.top3]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     [single] = digits.predict(net, images[0])  # one (28, 28) image
-    assert single.digit == results[0].digit and single.probability == pytest.approx(results[0].probability, abs=1e-5)
+    assert (single.digit == results[0].digit
+            and single.probability == pytest.approx(results[0].probability, abs=1e-5))
     assert digits.predict(net, images[:0]) == []
 
 
-def test_a_folder_sized_batch_agrees_with_small_batches_and_leaves_the_net_alone(trained: tuple[Net, Path]) -> None:
+def test_a_folder_sized_batch_agrees_with_small_batches_and_leaves_the_net_alone(
+        trained: tuple[Net, Path]) -> None:
     net, _ = trained
     images, _ = drawn_dataset(30, seed=4)  # 300 images: the channels_last path
     whole = digits.predict(net, images)
@@ -301,10 +328,13 @@ def test_a_folder_sized_batch_agrees_with_small_batches_and_leaves_the_net_alone
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda p: p.write_text("not an image at all\n"), "bad.png is not an image PIL can read (PNG, JPEG, BMP, ...)"),
+    (lambda p: p.write_text("not an image at all\n"),
+     "bad.png is not an image PIL can read (PNG, JPEG, BMP, ...)"),
     (lambda p: p.write_bytes(b""), "bad.png is empty (0 bytes), not an image"),
-    (lambda p: Image.new("L", (200, 300), 255).save(p, format="PNG"), "bad.png is an empty image: no ink"),
-    (lambda p: Image.new("RGB", (64, 64), (90, 20, 200)).save(p, format="PNG"), "bad.png is an empty image: no ink"),
+    (lambda p: Image.new("L", (200, 300), 255).save(p, format="PNG"),
+     "bad.png is an empty image: no ink"),
+    (lambda p: Image.new("RGB", (64, 64), (90, 20, 200)).save(p, format="PNG"),
+     "bad.png is an empty image: no ink"),
     (lambda p: p.write_bytes(_png_bytes()[:200]), "bad.png could not be read"),
 ])
 def test_bad_image_files_are_clear_errors(make, message: str, tmp_path: Path) -> None:
@@ -315,7 +345,8 @@ def test_bad_image_files_are_clear_errors(make, message: str, tmp_path: Path) ->
 
 def _png_bytes() -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buffer, "PNG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64),
+                                                      dtype=np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -327,11 +358,14 @@ def test_missing_file_and_zero_size_are_clear_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("images", "message"), [
-    (torch.zeros(4, 32, 32, dtype=torch.uint8), r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 32, 32\)"),
-    (torch.zeros(4, 3, 28, 28, dtype=torch.uint8), r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 3, 28, 28\)"),
+    (torch.zeros(4, 32, 32, dtype=torch.uint8),
+     r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 32, 32\)"),
+    (torch.zeros(4, 3, 28, 28, dtype=torch.uint8),
+     r"\(N, 28, 28\) or \(N, 1, 28, 28\).*got \(4, 3, 28, 28\)"),
     (torch.zeros(784, dtype=torch.uint8), r"got \(784,\)"),
     (torch.full((2, 28, 28), 255.0), r"float images must be in \[0, 1\]"),
-    (utils.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)), r"float images must be in \[0, 1\]"),
+    (utils.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8)),
+     r"float images must be in \[0, 1\]"),
     (torch.zeros(2, 28, 28, dtype=torch.int64), "must be uint8"),
 ])
 def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> None:
@@ -339,7 +373,8 @@ def test_wrong_tensors_are_value_errors(images: torch.Tensor, message: str) -> N
         digits.predict(Net().eval(), images)
 
 
-def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], tmp_path: Path) -> None:
+def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path],
+                                                    tmp_path: Path) -> None:
     _, ckpt = trained
     folder = tmp_path / "mixed"
     (folder / "sub").mkdir(parents=True)
@@ -375,7 +410,8 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
     assert json_proc.returncode == 1
     results = json.loads(json_proc.stdout)
     assert [Path(r["file"]).name for r in results] == [
-        "a_seven.png", "b_one.png", "c_notes.txt", "d_fake.png", "e_empty.png", "f_blank.png", "g_cut.png"]
+        "a_seven.png", "b_one.png", "c_notes.txt", "d_fake.png", "e_empty.png", "f_blank.png",
+        "g_cut.png"]
     assert [r.get("digit") for r in results[:2]] == [7, 1]
     for r in results[:2]:
         assert set(r) == {"file", "digit", "probability", "top3", "uncertain", "probabilities"}
@@ -386,13 +422,16 @@ def test_folder_of_mixed_files_reports_each_bad_one(trained: tuple[Net, Path], t
     assert snapshot(folder) == before  # nothing changed, nothing added
 
 
-def test_no_checkpoint_exits_2_and_a_bad_one_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_no_checkpoint_exits_2_and_a_bad_one_1(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
     draw_digit(7).save(tmp_path / "seven.png")
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     cases = [
         ((), "no checkpoint found: checkpoints/ holds no *.pt file. Run `make train`", 2),
-        (("--checkpoint", tmp_path / "missing.pt"), "missing.pt: no such checkpoint file (it does not exist)", 2),
-        (("--checkpoint", tmp_path / "notes.txt"), f"predict.py: error: {tmp_path / 'notes.txt'} ", 1),
+        (("--checkpoint", tmp_path / "missing.pt"),
+         "missing.pt: no such checkpoint file (it does not exist)", 2),
+        (("--checkpoint", tmp_path / "notes.txt"),
+         f"predict.py: error: {tmp_path / 'notes.txt'} ", 1),
     ]
     for args, message, status in cases:
         proc = run_predict(*args, tmp_path / "seven.png", cwd=tmp_path)
@@ -404,7 +443,8 @@ def test_no_checkpoint_exits_2_and_a_bad_one_1(tmp_path: Path, capsys: pytest.Ca
     assert usage.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
-def test_folder_with_nan_pixels_and_broken_links_reports_each_file(trained: tuple[Net, Path], tmp_path: Path) -> None:
+def test_folder_with_nan_pixels_and_broken_links_reports_each_file(trained: tuple[Net, Path],
+                                                                   tmp_path: Path) -> None:
     _, ckpt = trained
     folder = tmp_path / "odd"
     folder.mkdir()
@@ -412,52 +452,61 @@ def test_folder_with_nan_pixels_and_broken_links_reports_each_file(trained: tupl
     nan = np.asarray(draw_digit(1), dtype=np.float32) / 255
     nan[5, 5] = np.nan
     Image.fromarray(nan, "F").save(folder / "b_nan.tif")
-    Image.fromarray(np.asarray(draw_digit(1), dtype=np.float32) / 255, "F").save(folder / "c_float.tif")  # 0..1
+    Image.fromarray(np.asarray(draw_digit(1), dtype=np.float32) / 255,
+                    "F").save(folder / "c_float.tif")  # 0..1
     os.symlink(folder / "gone.png", folder / "d_dangling.png")
     os.symlink(folder / "e_loop.png", folder / "e_loop.png")
     proc = run_predict("--checkpoint", ckpt, folder, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert [line.split(": ")[0] for line in proc.stdout.splitlines()] == [str(folder / "a_seven.png"),
-                                                                          str(folder / "c_float.tif")]
+    assert [line.split(": ")[0] for line in proc.stdout.splitlines()] == [
+        str(folder / "a_seven.png"), str(folder / "c_float.tif")]
     assert proc.stdout.splitlines()[1].split(": ")[1].startswith("1 (probability")
-    for gist in ("b_nan.tif has NaN or infinite pixel values", "d_dangling.png is a broken symbolic link",
-                 "e_loop.png is a symbolic link loop"):
+    for gist in ("b_nan.tif has NaN or infinite pixel values",
+                 "d_dangling.png is a broken symbolic link", "e_loop.png is a symbolic link loop"):
         assert gist in proc.stderr, proc.stderr
     assert proc.stderr.count("error: ") == 3
     results = json.loads(run_predict("--json", "--checkpoint", ckpt, folder, cwd=tmp_path).stdout)
     assert [("error" in r) for r in results] == [False, True, False, True, True]
 
 
-def test_uncertain_answers_are_marked_in_text_and_json(trained: tuple[Net, Path], tmp_path: Path) -> None:
+def test_uncertain_answers_are_marked_in_text_and_json(trained: tuple[Net, Path],
+                                                       tmp_path: Path) -> None:
     _, ckpt = trained
     unsure = Net()
     torch.nn.init.zeros_(unsure.fc2.weight)  # every digit equally likely: probability 0.1
     torch.nn.init.zeros_(unsure.fc2.bias)
     vague = checkpoint.save_checkpoint(tmp_path / "vague.pt", model=unsure)
     draw_digit(7).save(tmp_path / "seven.png")
-    sure = json.loads(run_predict("--json", "--checkpoint", ckpt, tmp_path / "seven.png", cwd=tmp_path).stdout)
-    assert sure[0]["digit"] == 7 and sure[0]["uncertain"] is (sure[0]["probability"] < digits.UNCERTAIN_BELOW)
-    vague_json = json.loads(run_predict("--json", "--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout)
-    assert vague_json[0]["uncertain"] is True and vague_json[0]["probability"] == pytest.approx(0.1, abs=1e-3)
+    sure = json.loads(run_predict("--json", "--checkpoint", ckpt, tmp_path / "seven.png",
+                                  cwd=tmp_path).stdout)
+    assert (sure[0]["digit"] == 7
+            and sure[0]["uncertain"] is (sure[0]["probability"] < digits.UNCERTAIN_BELOW))
+    vague_json = json.loads(run_predict("--json", "--checkpoint", vague, tmp_path / "seven.png",
+                                        cwd=tmp_path).stdout)
+    assert (vague_json[0]["uncertain"] is True
+            and vague_json[0]["probability"] == pytest.approx(0.1, abs=1e-3))
     text = run_predict("--checkpoint", vague, tmp_path / "seven.png", cwd=tmp_path).stdout
     assert "(probability 0.100, uncertain; top 3: " in text
 
 
-def test_the_newest_finished_checkpoint_is_picked_and_named_with_its_accuracy(trained: tuple[Net, Path],
-                                                                                tmp_path: Path) -> None:
+def test_the_newest_finished_checkpoint_is_picked_and_named_with_its_accuracy(
+        trained: tuple[Net, Path], tmp_path: Path) -> None:
     net, _ = trained
     folder = tmp_path / "checkpoints"
     history = {"split": "test", "epoch": [1.0, 2.0], "eval_acc": [97.0, 98.25]}
-    done = checkpoint.save_checkpoint(folder / "20260101-000000.pt", model=net, epoch=2, history=history,
-                                      settings={"epochs": 2}, run_id="20260101-000000")
+    done = checkpoint.save_checkpoint(folder / "20260101-000000.pt", model=net, epoch=2,
+                                      history=history, settings={"epochs": 2},
+                                      run_id="20260101-000000")
     os.utime(done, (1_000_000_000, 1_000_000_000))
-    cut = checkpoint.save_checkpoint(folder / "20260102-000000.pt", model=Net(), epoch=0, run_id="20260102-000000",
-                                     settings={"epochs": 40}, partial={"batches": 3})  # newer, but interrupted
+    cut = checkpoint.save_checkpoint(folder / "20260102-000000.pt", model=Net(), epoch=0,
+                                     run_id="20260102-000000", settings={"epochs": 40},
+                                     partial={"batches": 3})  # newer, but interrupted
     draw_digit(7).save(tmp_path / "seven.png")
     proc = run_predict(tmp_path / "seven.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     first = proc.stderr.splitlines()[0]
-    expected = f"{Path('checkpoints') / done.name} (run 20260101-000000, test accuracy 98.25% after 2 epochs)"
+    expected = (f"{Path('checkpoints') / done.name} "
+                "(run 20260101-000000, test accuracy 98.25% after 2 epochs)")
     assert first == f"checkpoint: {expected}"
     only_cut = run_predict("--checkpoint", cut, tmp_path / "seven.png", cwd=tmp_path)
     assert "an unfinished run" in only_cut.stderr.splitlines()[0]
