@@ -19,9 +19,11 @@ from s5 import benchmarks, checkpoint, mnist, report, runs
 from s5.files import replace_block
 
 
-def run_train(tmp: Path, data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--no-verify", "--no-progress",
-           "--log-dir", str(tmp / "logs"), "--checkpoint-dir", str(tmp / "ckpt"), *args]
+def run_train(tmp: Path, data_dir: Path, *args: str,
+              check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(data_dir), "--no-verify",
+           "--no-progress", "--log-dir", str(tmp / "logs"), "--checkpoint-dir", str(tmp / "ckpt"),
+           *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -43,7 +45,8 @@ SMALL = ("--batch-size", "64", "--test-batch-size", "128", "--epochs", "3", "--s
 
 
 @pytest.fixture(scope="module")
-def reference_runs(cli_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def reference_runs(cli_mnist: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """The CSV of an uninterrupted 3-epoch run on a device, trained once per device on first use."""
     made: dict[str, Path] = {}
 
@@ -71,36 +74,43 @@ def test_dry_run_writes_log_and_csv_but_no_checkpoint(cli_mnist: Path, tmp_path:
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 1 and rows[0]["epoch"] == "1"
     assert runs.read_run_info(only(tmp_path / "logs", "*.json"))["kind"] == "dry-run"
-    assert not list((tmp_path / "ckpt").iterdir())  # nothing predict.py could mistake for a trained model
+    # nothing predict.py could mistake for a trained model
+    assert not list((tmp_path / "ckpt").iterdir())
 
 
 def test_font_digits_join_training_or_the_run_says_how_to_build_them(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     write_mnist(data_dir, 256, 64)
     proc = run_train(tmp_path, data_dir, "--dry-run", "--font-digits", "0.2", check=False)
-    assert proc.returncode != 0 and "make font-digits" in proc.stderr and "Traceback" not in proc.stderr
+    assert (proc.returncode != 0 and "make font-digits" in proc.stderr
+            and "Traceback" not in proc.stderr)
     images, labels = synthetic_digits(40, seed=9)
     mnist.write_idx(mnist.font_digits_dir(data_dir) / "images-idx3-ubyte", images)
     mnist.write_idx(mnist.font_digits_dir(data_dir) / "labels-idx1-ubyte", labels)
     proc = run_train(tmp_path, data_dir, "--dry-run", "--font-digits", "0.2")
     assert "Font digits: 40 from" in proc.stdout and "20% of the training images" in proc.stdout
-    assert runs.read_run_info(sorted((tmp_path / "logs").glob("*.json"))[-1])["settings"]["font_digits"] == 0.2
+    assert runs.read_run_info(
+        sorted((tmp_path / "logs").glob("*.json"))[-1])["settings"]["font_digits"] == 0.2
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path, reference_runs: Callable[[str], Path],
-                                device: str) -> None:
+def test_same_seed_same_numbers(cli_mnist: Path, tmp_path: Path,
+                                reference_runs: Callable[[str], Path], device: str) -> None:
     run_train(tmp_path, cli_mnist, *SMALL, "--device", device)
     rows = csv_rows(only(tmp_path / "logs", "*.csv"))
     assert len(rows) == 3
     assert rows == csv_rows(reference_runs(device))
 
-    dry = {seed: cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--dry-run", "--seed",
-                               seed, "--device", device, "--log-dir", str(tmp_path / seed)])[1] for seed in ("3", "4")}
-    assert csv_rows(dry["3"].csv) != csv_rows(dry["4"].csv)  # another seed, other numbers (dry runs: cheaply)
+    dry = {seed: cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
+                          "--dry-run", "--seed", seed, "--device", device,
+                          "--log-dir", str(tmp_path / seed)])[1]
+           for seed in ("3", "4")}
+    # another seed, other numbers (dry runs keep it cheap)
+    assert csv_rows(dry["3"].csv) != csv_rows(dry["4"].csv)
 
 
-def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Path, reference_run: Path) -> None:
+def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Path,
+                                                   reference_run: Path) -> None:
     ckpt = only(reference_run.parent.parent / "ckpt", "*.pt")
     net = checkpoint.load_trained_net(ckpt)
     data = mnist.load_mnist(cli_mnist, md5s=None, fetch=False)
@@ -114,8 +124,9 @@ def test_checkpoint_reproduces_the_logged_accuracy(cli_mnist: Path, tmp_path: Pa
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     cli_mnist: Path, tmp_path: Path, reference_runs: Callable[[str], Path], device: str
 ) -> None:
-    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
-           "--log-dir", str(tmp_path / "logs"), "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL, "--device", device]
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data-dir", str(cli_mnist), "--no-verify",
+           "--no-progress", "--log-dir", str(tmp_path / "logs"),
+           "--checkpoint-dir", str(tmp_path / "ckpt"), *SMALL, "--device", device]
     proc = interrupt_when_logged(cmd, tmp_path, tmp_path / "logs", "Epoch 2")
     output = proc.stdout
     assert proc.returncode == 130, output
@@ -127,14 +138,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
     first_lines = first_log.read_text().splitlines()
 
     run_train(tmp_path, cli_mnist, "--resume", str(ckpt))
-    # the same run goes on: one id, one log (its first part kept, where it resumed said), one CSV, one checkpoint
+    # the same run goes on: one id, one log (its first part kept, the resume noted in it),
+    # one CSV, one checkpoint
     assert only(tmp_path / "logs", "*.log") == first_log and only(tmp_path / "ckpt", "*.pt") == ckpt
     log = first_log.read_text().splitlines()
     assert log[: len(first_lines)] == first_lines
-    assert any(f"Run {ckpt.stem} continues: python train.py" in line and "--resume" in line for line in log)
+    assert any(f"Run {ckpt.stem} continues: python train.py" in line and "--resume" in line
+               for line in log)
     assert any("Resumed from" in line for line in log)
     info = runs.read_run_info(only(tmp_path / "logs", "*.json"))
-    assert info["command"].startswith("python train.py --data-dir") and len(info["resumed_with"]) == 1
+    assert (info["command"].startswith("python train.py --data-dir")
+            and len(info["resumed_with"]) == 1)
     assert csv_rows(only(tmp_path / "logs", "*.csv")) == csv_rows(reference_runs(device))
 
 
@@ -151,12 +165,13 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     cli_mnist: Path, tmp_path: Path, reference_run: Path
 ) -> None:
     readme = tmp_path / "README.md"
-    blocks = "".join(f"<!-- {b}:start -->\nold\n<!-- {b}:end -->\n" for b in ("summary", "rf", "results"))
+    blocks = "".join(f"<!-- {b}:start -->\nold\n<!-- {b}:end -->\n"
+                     for b in ("summary", "rf", "results"))
     readme.write_text("# Title\n" + blocks + "tail\n")
     run_dir = reference_run.parent.parent
-    cmd = [sys.executable, "-m", "tools.report", "--log-dir", str(run_dir / "logs"), "--checkpoint-dir",
-           str(run_dir / "ckpt"), "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"),
-           "--readme", str(readme)]
+    cmd = [sys.executable, "-m", "tools.report", "--log-dir", str(run_dir / "logs"),
+           "--checkpoint-dir", str(run_dir / "ckpt"), "--data-dir", str(cli_mnist), "--no-verify",
+           "--images", str(tmp_path / "images"), "--readme", str(readme)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = readme.read_text()
@@ -169,54 +184,67 @@ def test_report_regenerates_readme_blocks_and_images_from_a_run(
     assert record["rescored"]["correct"] == last.eval_correct[-1]
     assert replace_block(text, "results", report.results_section(record)) == text
     assert report.reported_run(readme) == reference_run.stem
-    assert "Total params: 593,200" in text and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text
+    assert ("Total params: 593,200" in text
+            and "conv4 | 10 | 10 | 2 | 1 | 0 | 3 | 14 | 8 | 2" in text)
     assert "images/per_class.png" in text and "images/saliency.png" in text
-    assert len(list((tmp_path / "images").glob("*.png"))) == 10  # 7 results + conv1 filters, feature maps, saliency
+    # 7 results + conv1 filters, feature maps, saliency
+    assert len(list((tmp_path / "images").glob("*.png"))) == 10
 
 
 def test_report_picks_finished_runs_and_never_replaces_the_readme_results_unasked(
     cli_mnist: Path, tmp_path: Path, reference_run: Path
 ) -> None:
-    logs, ckpts = tmp_path / "logs", tmp_path / "ckpt"  # copies: the shared reference run stays as it is
+    # copies: the shared reference run stays as it is
+    logs, ckpts = tmp_path / "logs", tmp_path / "ckpt"
     shutil.copytree(reference_run.parent, logs)
     shutil.copytree(reference_run.parent.parent / "ckpt", ckpts)
     run_id = reference_run.stem
     unfinished = logs / "20991231-235959.json"  # newer, but its CSV stops before its planned epochs
     info = runs.read_run_info(logs / f"{run_id}.json")
-    unfinished.write_text(json.dumps({**info, "run_id": unfinished.stem, "settings": {**info["settings"],
-                                                                                       "epochs": 40}}))
+    unfinished.write_text(json.dumps({**info, "run_id": unfinished.stem,
+                                      "settings": {**info["settings"], "epochs": 40}}))
     shutil.copy(reference_run, logs / f"{unfinished.stem}.csv")
     shutil.copy(only(ckpts, "*.pt"), ckpts / f"{unfinished.stem}.pt")
     readme = tmp_path / "README.md"  # its results come from another run, as its record says
-    committed = "<!-- results:start -->\nRun `20200101-000000` (`python train.py`), ...\n<!-- results:end -->\n"
+    committed = ("<!-- results:start -->\nRun `20200101-000000` (`python train.py`), ...\n"
+                 "<!-- results:end -->\n")
     readme.write_text(committed)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "results.json").write_text(json.dumps({"run_id": "20200101-000000"}))
-    base = [sys.executable, "-m", "tools.report", "--log-dir", str(logs), "--checkpoint-dir", str(ckpts),
-            "--data-dir", str(cli_mnist), "--no-verify", "--images", str(tmp_path / "images"), "--readme", str(readme)]
+    base = [sys.executable, "-m", "tools.report", "--log-dir", str(logs),
+            "--checkpoint-dir", str(ckpts), "--data-dir", str(cli_mnist), "--no-verify",
+            "--images", str(tmp_path / "images"), "--readme", str(readme)]
     refused = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert refused.returncode == 1 and f"run {run_id}: the newest finished training run" in refused.stdout
+    assert (refused.returncode == 1
+            and f"run {run_id}: the newest finished training run" in refused.stdout)
     assert "reports run 20200101-000000" in refused.stderr and "--replace" in refused.stderr
     assert readme.read_text() == committed and not (tmp_path / "images").exists()
-    climbing = subprocess.run([*base, "--run", "../../etc/passwd"], capture_output=True, text=True, timeout=300)
+    climbing = subprocess.run([*base, "--run", "../../etc/passwd"], capture_output=True, text=True,
+                              timeout=300)
     assert climbing.returncode == 2 and climbing.stderr.splitlines() == [
         "python -m tools.report: error: --run takes a run id such as 20261204-220208, got "
         "'../../etc/passwd'"]
-    missing = subprocess.run([*base, "--run", "20000101-000000"], capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 2 and missing.stderr.splitlines()[-1].startswith(
-        "python -m tools.report: error: no run 20000101-000000") and "Traceback" not in missing.stderr
-    foreign = logs / "20991230-000000.csv"  # a run whose checkpoint is not one: one line, no traceback
+    missing = subprocess.run([*base, "--run", "20000101-000000"], capture_output=True, text=True,
+                             timeout=300)
+    assert (missing.returncode == 2
+            and missing.stderr.splitlines()[-1].startswith(
+                "python -m tools.report: error: no run 20000101-000000")
+            and "Traceback" not in missing.stderr)
+    # a run whose checkpoint is not one: one line, no traceback
+    foreign = logs / "20991230-000000.csv"
     shutil.copy(reference_run, foreign)
     (ckpts / f"{foreign.stem}.pt").write_bytes(b"not a checkpoint")
-    bad = subprocess.run([*base, "--run", foreign.stem, "--replace"], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run([*base, "--run", foreign.stem, "--replace"], capture_output=True,
+                         text=True, timeout=300)
     assert bad.returncode == 1 and "not a readable checkpoint" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, device: str) -> None:
-    cmd = [sys.executable, "-m", "tools.bench", "--quick", "--data-dir", str(cli_mnist), "--no-verify",
-           "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"), "--device", device]
+    cmd = [sys.executable, "-m", "tools.bench", "--quick", "--data-dir", str(cli_mnist),
+           "--no-verify", "--log-dir", str(tmp_path / "logs"),
+           "--readme", str(tmp_path / "none.md"), "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     gpu = device == "cuda"
@@ -224,21 +252,27 @@ def test_bench_quick_runs_and_writes_a_report(cli_mnist: Path, tmp_path: Path, d
     record = json.loads(found.read_text())  # the figures first; the report is drawn from them
     report = found.with_suffix(".md").read_text()
     assert report == benchmarks.format_report(record)
-    assert record["benchmark"] == "quick" and record["device"] == device and record["picture"] is None
-    for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |", "| ours ÷ bare step |",
-                "| ours ÷ seed-style |", "Median over 1 seed: final",
+    assert (record["benchmark"] == "quick" and record["device"] == device
+            and record["picture"] is None)
+    for row in ("| seed-style pipeline |", "| bare fwd+bwd step |", "| our training step |",
+                "| ours ÷ bare step |", "| ours ÷ seed-style |", "Median over 1 seed: final",
                 "GPU memory allocated MB" if gpu else "process peak RSS MB"):
         assert row in report, row
-    assert ("| ours + torch.compile |" in report) == gpu and ("torch.compile's one-time" in report) == gpu
+    assert (("| ours + torch.compile |" in report) == gpu
+            and ("torch.compile's one-time" in report) == gpu)
     recipe = "gpu" if gpu else "default"  # the device's own recipe first
     assert f"(recipe `{recipe}`)" in report
     (run,) = record["recipes"][recipe]["runs"]  # accuracy from a logged run, as its CSV has it
-    assert run["accuracy"] == utils.load_history(tmp_path / "logs" / f"{run['run_id']}.csv").eval_acc
+    assert run["accuracy"] == utils.load_history(
+        tmp_path / "logs" / f"{run['run_id']}.csv").eval_acc
     assert run["run_id"].endswith(f"bench-{recipe}-seed1")
-    # inference on the CPU, as users meet it: onnxruntime vs PyTorch, the page's latency, predict.py on folders
+    # inference on the CPU, as users meet it: onnxruntime vs PyTorch, the page's latency,
+    # predict.py on folders
     for row in ("| PyTorch img/s, batch 1000 |", "| onnxruntime img/s, batch 1 |",
-                "| page: the server's share of a stroke, ms (median) |", "| page: stroke-to-prediction in Chromium",
-                "| predict.py folder img/s, small images (28-64 px PNG) |", "| predict.py folder img/s, 500 px photos"):
+                "| page: the server's share of a stroke, ms (median) |",
+                "| page: stroke-to-prediction in Chromium",
+                "| predict.py folder img/s, small images (28-64 px PNG) |",
+                "| predict.py folder img/s, 500 px photos"):
         assert row in report, row
 
 
@@ -254,9 +288,11 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_mnist: Pa
         return loss * float("nan") if len(calls) == 16 + 5 else loss  # epoch 1 has 16 batches
 
     monkeypatch.setattr(utils, "smoothed_nll", nan_in_epoch_two)
-    status, files = cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress", "--batch-size", "64",
-                               "--epochs", "3", "--log-dir", str(tmp_path / "logs"),
-                               "--checkpoint-dir", str(tmp_path / "ckpt"), "--device", "cpu"])  # no GPU warm-up
+    status, files = cli_run(["--data-dir", str(cli_mnist), "--no-verify", "--no-progress",
+                             "--batch-size", "64", "--epochs", "3",
+                             "--log-dir", str(tmp_path / "logs"),
+                             "--checkpoint-dir", str(tmp_path / "ckpt"),
+                             "--device", "cpu"])  # no GPU warm-up
     assert status == 1
     log = files.log.read_text()
     assert "the training loss became NaN/inf at epoch 2, batch 4" in log
@@ -273,7 +309,8 @@ def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Pa
     def history(accuracies: list[float], seconds: list[float]) -> utils.History:
         h = utils.History()
         for epoch, (acc, sec) in enumerate(zip(accuracies, seconds, strict=True), start=1):
-            result = utils.EvalResult(0.1, int(acc * 100), 10000, torch.zeros(0, 10), torch.zeros(0))
+            result = utils.EvalResult(0.1, int(acc * 100), 10000, torch.zeros(0, 10),
+                                      torch.zeros(0))
             h.append(epoch, utils.EpochTotals(batches=1, seen=1), result, sec)
         return h
 
@@ -282,7 +319,8 @@ def test_bench_draws_accuracy_against_seconds_from_logged_histories(tmp_path: Pa
     fig = bench.plot_accuracy_vs_seconds(runs, 120.0, title="t", save=tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     lines = fig.axes[0].get_lines()
-    assert [list(line.get_xdata()) for line in lines[:2]] == [[50, 100, 150], [27]]  # cumulative training seconds
+    # cumulative training seconds
+    assert [list(line.get_xdata()) for line in lines[:2]] == [[50, 100, 150], [27]]
     assert benchmarks.time_to(runs["default"][0], 99.5) == 150
     assert benchmarks.time_to(runs["fast"][0], 99.5) is None
 
@@ -298,10 +336,13 @@ def test_a_benchmark_run_that_does_not_finish_is_one_line_and_writes_no_record(
         {"seed-style pipeline": 1.0, "bare fwd+bwd step": 1.0, "our training step": 1.0}, None))
     log = tmp_path / "logs" / "r.log"
     monkeypatch.setattr(training, "train", lambda settings, **places: SimpleNamespace(
-        status="diverged", exit_status=1, files=SimpleNamespace(run_id="r", log=log)), raising=False)
-    status = bench.main(["--data-dir", str(cli_mnist), "--no-verify", "--recipes", "fast", "--seeds", "1",
-                         "--log-dir", str(tmp_path / "logs"), "--readme", str(tmp_path / "none.md"),
-                         "--no-inference", "--device", "cpu"])
+        status="diverged", exit_status=1, files=SimpleNamespace(run_id="r", log=log)),
+        raising=False)
+    status = bench.main(["--data-dir", str(cli_mnist), "--no-verify", "--recipes", "fast",
+                         "--seeds", "1", "--log-dir", str(tmp_path / "logs"),
+                         "--readme", str(tmp_path / "none.md"), "--no-inference",
+                         "--device", "cpu"])
     assert status == 1 and capsys.readouterr().err.splitlines() == [
-        f"python -m tools.bench: error: the fast run with seed 1 diverged (exit status 1); its log: {log}"]
+        "python -m tools.bench: error: the fast run with seed 1 diverged (exit status 1); "
+        f"its log: {log}"]
     assert not list(tmp_path.rglob("bench-*"))
