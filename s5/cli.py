@@ -56,6 +56,14 @@ def bounded(cast: type, low: float | None = None, high: float | None = None, *,
     return parse
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --no-verify, as every command that reads MNIST takes them."""
+    parser.add_argument("--data-dir", default="data",
+                        help="MNIST is in <data-dir>/MNIST/raw, fetched if missing [default: data]")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="use the MNIST files as they are, without the standard md5 check")
+
+
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 

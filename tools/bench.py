@@ -42,7 +42,7 @@ from s5.benchmarks import (
     summarize,
     write_record,
 )
-from s5.cli import UsageError, bounded, fail, program
+from s5.cli import UsageError, add_data_arguments, bounded, fail, program
 from s5.constants import MNIST_MEAN, MNIST_STD
 from s5.files import update_block
 from s5.image import read_images, usable_cores
@@ -346,12 +346,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=bounded(int, 1, 10_000), default=100,
                    help="timed steps per throughput measurement")
     p.add_argument("--warmup", type=bounded(int, 0, 1000), default=5)
-    p.add_argument("--data-dir", default="data")
     p.add_argument("--log-dir", default="logs")
     p.add_argument("--checkpoint-dir", default="checkpoints",
                    help="where the runs claim their (unsaved) checkpoints' names")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the md5 check (for tiny test data)")
+    add_data_arguments(p)
     p.add_argument("--no-inference", action="store_true",
                    help="skip the CPU inference figures (export, app, folder)")
     p.add_argument("--readme", default="README.md",

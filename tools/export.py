@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from s5 import checkpoint, export, mnist
-from s5.cli import bounded, fail, program
+from s5.cli import add_data_arguments, bounded, fail, program
 
 PROG = program("tools.export")
 
@@ -29,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checkpoint written by train.py")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="folder for the .onnx and .pt2 files (default: the checkpoint's folder)")
-    p.add_argument("--data-dir", default="data", help="where MNIST is (fetched if missing)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip MNIST's md5 check (for tiny test data)")
+    add_data_arguments(p)
     p.add_argument("--skip-compare", action="store_true",
                    help="only write the files; do not run the test set")
     p.add_argument("--no-program", action="store_true",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from s5.checkpoint import CheckpointError, NoCheckpointError
-from s5.cli import UsageError, fail, program
+from s5.cli import UsageError, add_data_arguments, fail, program
 from s5.mnist import MNIST_MD5, MnistError, load_mnist
 from s5.report import (
     ReportError,
@@ -60,12 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                    "newest")
     p.add_argument("--log-dir", default="logs")
     p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--data-dir", default="data")
     p.add_argument("--images", default="images")
     p.add_argument("--readme", default="README.md",
                    help="the README to update; its results record is docs/results.json beside it")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the md5 check (for tiny test data)")
+    add_data_arguments(p)
     p.add_argument("--notebook", type=Path,
                    help="execute this notebook in place first (it trains and draws images/), then "
                         "update the README from its run (implies --replace)")
