@@ -3,7 +3,7 @@
     python predict.py IMAGE_OR_FOLDER... [--checkpoint PATH] [--json]
 
 Exit status: 0 every file was predicted; 1 some files could not be read (the others are still
-printed); 2 usage error or no usable checkpoint.
+printed) or the checkpoint is unusable; 2 usage error or no checkpoint file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s5 import digits, image
+from s5 import digits, image, onnx_predict
 from s5.checkpoint import CheckpointError, load_given_or_newest
 from s5.cli import fail, program
 from s5.image import ImageError
@@ -56,12 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     good = [e for e in entries if "error" not in e]
     try:
         predictions = digits.predict(exported or model, np.stack(images)) if images else []
-    except ValueError as exc:  # a checkpoint whose weights give NaN
-        return fail(PROG, f"{checkpoint}: {exc}", 2)
+    except ValueError as exc:  # weights that give NaN: the file is there but unusable (1)
+        return fail(PROG, f"{checkpoint}: {exc}", 1)
     for entry, p in zip(good, predictions, strict=True):
-        entry.update(digit=p.digit, probability=round(p.probability, 6),
-                     top3=[[d, round(q, 6)] for d, q in p.top3], uncertain=p.uncertain,
-                     probabilities=[round(q, 6) for q in p.probabilities])
+        entry.update(onnx_predict.answer(p.probabilities))
     if args.json:
         print("[\n" + ",\n".join(f"  {json.dumps(e)}" for e in entries) + "\n]")  # one file a line
     else:

@@ -3,6 +3,8 @@ sessions, log-probabilities and best digits, and the .npy arrays and image files
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,24 @@ from s5.image import ImageError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+
+class ModelError(ValueError):
+    """An export that loads but cannot answer: its outputs are NaN or infinite (broken weights)."""
+
+
+def no_model_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened as a model file (absent, a folder, a FIFO...), or None: the
+    checkpoint rule of s5/checkpoint.py, without torch."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return f"{path}: no such model file (it does not exist)"
+    if stat.S_ISREG(mode):
+        return None
+    # a FIFO would block onnxruntime's read forever
+    what = "is a folder" if stat.S_ISDIR(mode) else "is not a regular file"
+    return f"{path}: no such model file (it {what})"
 
 
 def load(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
@@ -51,15 +71,29 @@ def log_probs(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
     (28, 28)."""
     images = np.asarray(images)
     x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
-    return run(session, ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28))
+    out = run(session, ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28))
+    if not np.isfinite(out).all():  # the images are checked finite: the weights are broken
+        raise ModelError("the model's outputs are NaN or infinite: its weights are broken")
+    return out
 
 
 def best_digits(session: ort.InferenceSession,
                 images: np.ndarray) -> list[tuple[int, float, bool]]:
     """For each image, the most likely digit, its probability and whether that is below
-    ``UNCERTAIN_BELOW``."""
+    ``UNCERTAIN_BELOW``; a ``ModelError`` when the model's outputs are not finite."""
     probs = np.exp(log_probs(session, checked(images, "images")))
     return [(int(p.argmax()), float(p.max()), float(p.max()) < UNCERTAIN_BELOW) for p in probs]
+
+
+def answer(probabilities: list[float] | np.ndarray) -> dict:
+    """One image's entry in ``--json`` output (predict.py's and this tool's): the digit (the lowest
+    on a tie), its probability, the top 3, whether it is uncertain, and all ten, to 6 decimals."""
+    p = [float(q) for q in probabilities]
+    ranked = sorted(range(len(p)), key=lambda d: -p[d])  # stable: ties keep the lower digit first
+    return {"digit": ranked[0], "probability": round(p[ranked[0]], 6),
+            "top3": [[d, round(p[d], 6)] for d in ranked[:3]],
+            "uncertain": p[ranked[0]] < UNCERTAIN_BELOW,
+            "probabilities": [round(q, 6) for q in p]}
 
 
 def checked(images: np.ndarray, name: str) -> np.ndarray:

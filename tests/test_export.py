@@ -194,7 +194,7 @@ def test_onnx_predict_runs_without_torch(trained: tuple[Path, Path], tmp_path: P
 
     missing = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "none.onnx"), "x.npy"],
                              capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert missing.returncode == 2 and "cannot load the model" in missing.stderr
+    assert missing.returncode == 2 and "no such model file (it does not exist)" in missing.stderr
 
 
 def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, Path],
@@ -226,6 +226,52 @@ def test_onnx_predict_reads_image_files_as_predict_py_does(trained: tuple[Path, 
     assert ours.stderr.splitlines() == [f"python -m tools.onnx_predict: error: {e['error']}"
                                         for e in entries if "error" in e]
     assert "is empty (0 bytes)" in ours.stderr
+
+    # --json: predict.py's list, entry for entry (probabilities to within float32 rounding)
+    as_json = subprocess.run([sys.executable, "-c", NO_TORCH, str(onnx_path), str(folder),
+                              "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert as_json.returncode == 1 and as_json.stderr == ""
+    mine = json.loads(as_json.stdout)
+    assert [list(e) for e in mine] == [list(e) for e in entries]
+    for e, theirs_e in zip(mine, entries, strict=True):
+        assert {k: v for k, v in e.items() if k not in ("probability", "top3", "probabilities")} \
+            == {k: v for k, v in theirs_e.items() if k not in ("probability", "top3",
+                                                               "probabilities")}
+        if "error" not in e:
+            assert np.allclose(e["probabilities"], theirs_e["probabilities"], atol=1e-4)
+
+
+def test_onnx_predict_refuses_a_model_that_is_no_file_or_answers_nan(trained: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """A FIFO or folder given as the model is no model file (2, before onnxruntime would block on
+    the FIFO); an export whose weights give NaN is refused in one line (1), as predict.py refuses
+    such a checkpoint, instead of printing "probability nan"."""
+    _, ckpt = trained
+    np.save(tmp_path / "digits.npy", np.zeros((2, 28, 28), np.uint8))
+    os.mkfifo(tmp_path / "fifo.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    for name, what in (("fifo.onnx", "is not a regular file"), ("folder.onnx", "is a folder")):
+        proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / name),
+                               str(tmp_path / "digits.npy")], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert proc.stderr == (f"python -m tools.onnx_predict: error: {tmp_path / name}: no such "
+                               f"model file (it {what})\n")
+
+    model = onnx.load(str(export.export_onnx(checkpoint.load_trained_net(ckpt),
+                                             tmp_path / "net.onnx")))
+    weights = model.graph.initializer[0]
+    array = onnx.numpy_helper.to_array(weights).copy()
+    array.flat[0] = np.nan
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(model.SerializeToString())
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(broken),
+                           str(tmp_path / "digits.npy")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 1 and proc.stdout == "" and "nan" not in proc.stdout
+    assert proc.stderr == (f"python -m tools.onnx_predict: error: {broken}: the model's outputs "
+                           "are NaN or infinite: its weights are broken\n")
 
 
 def test_skip_compare_needs_no_data(trained: tuple[Path, Path], tmp_path: Path) -> None:
