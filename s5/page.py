@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,36 @@ def headline(result: dict[str, Any]) -> str:
     return f"### Prediction: {result['digit']}{mark}\n\n{result['message']}"
 
 
+def cached_picture(picture: np.ndarray | None, cache: str | Path) -> str | None:
+    """A uint8 picture as a WebP file in Gradio's cache, at the path Gradio itself gives it (a
+    folder named by the hash of its bytes), or None for None.
+
+    Gradio would rewrite that file in place for every answer that shows the same picture: a
+    browser fetching it meanwhile got a cut-off file (a "Content-Length" traceback on the server)
+    and a stopped server could leave it empty. Here it is written whole under another name and
+    renamed into place, once; Gradio finds it there and only registers it for ``delete_cache``.
+    """
+    if picture is None:
+        return None
+    from gradio import processing_utils
+
+    data = processing_utils.encode_pil_to_bytes(Image.fromarray(picture), "webp")
+    path = Path(cache) / processing_utils.hash_bytes(data) / "image.webp"
+    if path.is_file():
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a name of its own per writer: two answers with the same picture may write it at once
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".image.", suffix=".webp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
 def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
     """The page as Gradio Blocks (not launched): ``build_app(net).launch()``, or
     ``.launch(inline=True)`` in a notebook."""
@@ -262,13 +293,14 @@ def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
     import gradio as gr
 
     net = net.eval()
+    cache = gr.utils.get_upload_folder()  # where every component of the page keeps its files
     rf = {row.layer: row.rf_out for row in explain.receptive_field(net)}
     lock = threading.Lock()  # events run in threads; feature_maps' hooks see one image at a time
     panels = len(explain.CONV_LAYERS) + 1
 
     def shown(result: dict[str, Any]) -> list[Any]:
-        return [headline(result), result["probabilities"], result["net_input_large"],
-                result["net_input"]]
+        return [headline(result), result["probabilities"],
+                cached_picture(result["net_input_large"], cache), result["net_input"]]
 
     def on_draw(value: str | None) -> list[Any]:
         strokes = strokes_from_json(value)
@@ -289,7 +321,8 @@ def build_app(net: torch.nn.Module, checkpoint_name: str | None = None):
             return [None] * panels
         with lock:
             seen = look_inside(net, net_input)
-        return [*(seen["feature_maps"][name] for name in explain.CONV_LAYERS), seen["saliency"]]
+        pictures = [*(seen["feature_maps"][name] for name in explain.CONV_LAYERS), seen["saliency"]]
+        return [cached_picture(picture, cache) for picture in pictures]
 
     # uploads leave Gradio's cache an hour after they came (checked hourly) and when it closes
     with gr.Blocks(title="S5 MNIST: draw a digit", analytics_enabled=False,

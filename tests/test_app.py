@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -388,23 +389,74 @@ def test_browser_a_non_image_upload_shows_one_line(tab, tmp_path: Path) -> None:
     assert "Drop a PNG or JPEG photo of one digit" in message.inner_text()
 
 
-def test_the_page_answers_a_burst_and_stays_up(trained, server: str) -> None:
-    """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1:
-    each is answered with the right digit, and the page still serves afterwards."""
+def started_app(trained, tmp_path: Path) -> tuple[subprocess.Popen, str, Path, Path]:
+    """``python -m tools.app`` on the test's checkpoint with a Gradio cache of its own (to look
+    into) and its output in a log: the process, its URL, the log and the cache."""
+    pytest.importorskip("gradio",
+                        reason="gradio is not installed: pip install -r requirements-app.txt")
+    log_path, cache = tmp_path / "app.log", tmp_path / "cache"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache)}
+    with open(log_path, "w+") as log:  # the child keeps its own copy of the file
+        proc, url = browser.start_app(trained[1], log, env=env)
+    return proc, url, log_path, cache
+
+
+def test_the_page_answers_a_burst_and_stays_up(trained, tmp_path: Path) -> None:
+    """300 drawings sent to the page's draw event, 10 at a time, as plain HTTP from 127.0.0.1, each
+    answer's picture fetched at once as a browser does: each is answered with the right digit and
+    a whole picture, the page still serves afterwards, the server prints no traceback, and Ctrl-C
+    stops it with 130 leaving no empty file in its cache."""
+    proc, server, log, cache = started_app(trained, tmp_path)
     body = json.dumps({"data": [json.dumps(browser.SEVEN)]}).encode()
 
-    def predict(_: int) -> str:
+    def predict(_: int) -> tuple[str, int, int]:
         request = urllib.request.Request(f"{server}gradio_api/run/draw", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as response:
-            return json.load(response)["data"][0]
+            answer = json.load(response)["data"]
+        # the picture the page shows: it was cut off when another answer rewrote it meanwhile
+        with urllib.request.urlopen(answer[2]["url"], timeout=120) as response:
+            declared, picture = int(response.headers["Content-Length"]), response.read()
+        return answer[0], declared, len(picture)
 
-    with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(predict, range(300)))
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(predict, range(300)))
+        with urllib.request.urlopen(server, timeout=30) as response:
+            assert response.status == 200
+        empty = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size == 0]
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=60)
+    finally:
+        browser.stop(proc)
     assert len(answers) == 300 and all(answer.startswith("### Prediction: 7")
-                                       for answer in answers), answers[:3]
-    with urllib.request.urlopen(server, timeout=30) as response:
-        assert response.status == 200
+                                       for answer, _, _ in answers), answers[:3]
+    assert all(0 < got == declared for _, declared, got in answers), answers[:3]
+    assert empty == []
+    out = log.read_text()
+    assert "Traceback" not in out and "Content-Length" not in out, out[-3000:]
+    assert status == 130 and out.strip().splitlines()[-1] == (
+        "python -m tools.app: stopped by Ctrl-C; the page is closed"), out[-3000:]
+
+
+def test_sigterm_stops_the_page_with_143(trained, tmp_path: Path) -> None:
+    proc, _, log, _ = started_app(trained, tmp_path)
+    assert browser.stop(proc) == 143  # as `kill` stops it
+    out = log.read_text()
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == (
+        "python -m tools.app: stopped by SIGTERM; the page is closed"), out
+
+
+@pytest.mark.parametrize("where", ["missing/page.png", "folder", "/proc/page.png"])
+def test_an_unwritable_screenshot_is_one_line_before_any_browser(tmp_path: Path, where: str,
+                                                                 capsys) -> None:
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / where  # /proc takes no files, even from root
+    assert app_tool.main(["--checkpoint", str(tmp_path / "none.pt"), "--screenshot",
+                          str(target)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"python -m tools.app: error: --screenshot {target}")
+    assert not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("how", ["drop", "file chooser"])

@@ -1,14 +1,18 @@
 """Serve the draw-a-digit page (s5/page.py) with a trained Net (``python -m tools.app --help``).
 
-Exit status: 0 served (until Ctrl-C) or done; 1 a checkpoint that cannot be used; 2 usage error,
-no checkpoint file, gradio or Chromium missing, or an address that cannot be served on.
+Exit status: 0 done (--screenshot, --latency); 1 a checkpoint that cannot be used; 2 usage error,
+no checkpoint file, gradio or Chromium missing, an address that cannot be served on, or a
+--screenshot file that cannot be written; 130 served until Ctrl-C, 143 until SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -41,8 +45,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a screenshot cannot be saved at ``path`` (no such folder, a folder itself, a folder
+    that takes no files), or None: known before a browser is started."""
+    if path.is_dir():
+        return f"--screenshot {path}: it is a folder; give a file name such as page.png"
+    if not path.parent.is_dir():
+        return f"--screenshot {path}: no folder {path.parent}"
+    try:  # a trial file: os.access says yes to root on a read-only mount
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as exc:
+        return f"--screenshot {path}: cannot write into {path.parent}: {exc.strerror or exc}"
+    return None
+
+
+def serve(page, host: str, port: int) -> int:
+    """Serve ``page`` until Ctrl-C (130) or SIGTERM (143), then close it: Gradio deletes its cached
+    files and no request is cut off by the interpreter's exit."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    # set before launch: a signal while Gradio starts is kept, not a traceback
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        page.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD,
+                    prevent_thread_lock=True)
+        while not stop.wait(0.5) and page.is_running:  # wait() wakes for the handler's set()
+            pass
+    finally:
+        page.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if not received:  # the server stopped by itself
+        return 0
+    name = "Ctrl-C" if received[0] == signal.SIGINT else "SIGTERM"
+    print(f"{PROG}: stopped by {name}; the page is closed", file=sys.stderr)
+    return 128 + received[0]  # 130 or 143, as every command of the package
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.screenshot and (problem := unwritable(args.screenshot)):
+        return fail(PROG, problem, 2)
     try:
         net, checkpoint, about = load_given_or_newest(args.checkpoint)
     except CheckpointError as exc:  # 2: no checkpoint file; 1: one that cannot be used
@@ -81,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         page.launch(server_name=args.host, server_port=port, prevent_thread_lock=True, quiet=True)
         try:
             browser.screenshot(f"http://{args.host}:{port}/", args.screenshot)
+        except KeyboardInterrupt:  # one line, as when serving, not a traceback
+            print(f"{PROG}: stopped by Ctrl-C; no screenshot was saved", file=sys.stderr)
+            return 130
         finally:
             page.close()
         print(f"wrote {args.screenshot}")
         return 0
-    page.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD)
-    return 0
+    return serve(page, args.host, args.port)
 
 
 if __name__ == "__main__":

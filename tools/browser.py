@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -57,37 +58,49 @@ def latency(net: torch.nn.Module, calls: int = 50) -> dict[str, float]:
             "calls": calls}
 
 
-@contextlib.contextmanager
-def serving(checkpoint: str | Path, host: str = "127.0.0.1", timeout: float = 120) -> Iterator[str]:
+def start_app(checkpoint: str | Path, log: IO, host: str = "127.0.0.1", timeout: float = 120,
+              env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """``python -m tools.app`` serving ``checkpoint`` on a free port of ``host`` in a subprocess,
-    as a user starts it; yields its URL once it answers and stops it on leaving. ``RuntimeError``
-    with its output if it does not start."""
+    as a user starts it, its output into ``log`` (a file); the process and its URL once it
+    answers. ``RuntimeError`` with its output if it does not start (the process is then ended)."""
     port = free_port(host)
     command = [sys.executable, "-m", "tools.app", "--checkpoint", str(checkpoint), "--host", host,
                "--port", str(port)]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://{host}:{port}/"
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://{host}:{port}/"
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        message = f"python -m tools.app did not start: {log.read()}"
-                        raise RuntimeError(message) from None
-                    time.sleep(0.5)
+            urllib.request.urlopen(url, timeout=2).close()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop(proc)
+                log.seek(0)
+                raise RuntimeError(f"python -m tools.app did not start: {log.read()}") from None
+            time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """End ``proc`` as ``kill`` does (SIGTERM), SIGKILL if it has not ended within ``timeout``
+    seconds; its exit status."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+@contextlib.contextmanager
+def serving(checkpoint: str | Path, host: str = "127.0.0.1", timeout: float = 120) -> Iterator[str]:
+    """``start_app`` as a context: yields the URL and stops the page on leaving."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc, url = start_app(checkpoint, log, host, timeout)
+        try:
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def draw_in_browser(page, strokes: list[list[tuple[float, float]]],
