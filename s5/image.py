@@ -55,7 +55,12 @@ def check_file(path: Path, name: str) -> None:
         raise ImageError(f"{name} is a broken symbolic link (its target {os.readlink(path)} "
                          "does not exist)")
     mode = path.stat().st_mode
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(mode):  # expand() lists a folder's files: here it had none, or was not listed
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            raise ImageError(f"{name} is a folder that cannot be read: "
+                             f"{exc.strerror or exc}") from None
         raise ImageError(f"{name} is a folder with no files in it")
     if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
         raise ImageError(f"{name} is not a regular file")

@@ -523,3 +523,41 @@ def test_the_python_api_says_what_it_expects(trained: tuple[Net, Path]) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"device='cuda'.*no such device here"):
             checkpoint.load_trained_net(ckpt, device="cuda")
+
+
+def test_a_folder_that_cannot_be_listed_is_not_called_empty(tmp_path: Path, monkeypatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """A folder predict.py may not list is unreadable input (1), said so, not "no files in it"
+    (os.listdir is refused here as chmod 000 would: the tests may run as root, who reads all)."""
+    locked, empty = tmp_path / "locked", tmp_path / "empty"
+    locked.mkdir()
+    empty.mkdir()
+    draw_digit(7).save(locked / "seven.png")
+    listdir = os.listdir
+
+    def refused(path: str | os.PathLike = ".") -> list[str]:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refused)
+    ckpt = checkpoint.save_checkpoint(tmp_path / "run.pt", model=Net(), epoch=1)
+    assert predict.main([str(locked), str(empty), "--checkpoint", str(ckpt)]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"predict.py: error: {locked} is a folder that cannot be read: Permission denied",
+        f"predict.py: error: {empty} is a folder with no files in it"]
+
+
+def test_weights_that_give_nan_are_an_unusable_checkpoint(tmp_path: Path) -> None:
+    """Finite weights so large that the outputs overflow to NaN: one line, exit 1 (the file is
+    there but unusable), nothing printed as a prediction."""
+    net = Net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1e12)
+    ckpt = checkpoint.save_checkpoint(tmp_path / "huge.pt", model=net, epoch=1)
+    draw_digit(7).save(tmp_path / "seven.png")
+    proc = run_predict("--checkpoint", ckpt, tmp_path / "seven.png", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"predict.py: error: {ckpt}: the model's outputs are "
+                                            "NaN or infinite: its weights are broken")
