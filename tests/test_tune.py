@@ -77,19 +77,20 @@ def test_two_workers_share_one_journal_study(place: Path) -> None:
 
 
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(place: Path) -> None:
-    proc = subprocess.Popen(tune_cmd("--trials", "2", epochs="200"), cwd=place,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the same command twice, as the message says (a study refuses a worker with other flags)
+    command = tune_cmd("--trials", "2", epochs="4")
+    proc = subprocess.Popen(command, cwd=place, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any(
-            "Epoch 2 " in p.read_text() for p in (place / "studies" / "s").glob("*.log")):
+    while time.monotonic() < deadline and not any(  # mid-trial: three epochs to go
+            "Epoch 1 " in p.read_text() for p in (place / "studies" / "s").glob("*.log")):
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGINT)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, output
     assert "recorded as failed" in output and "Continue the study with" in output
     assert [t.state for t in journal_study(place).trials] == [TrialState.FAIL]
-    done = subprocess.run(tune_cmd("--trials", "2"), cwd=place, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(command, cwd=place, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     trials = journal_study(place).trials
     assert trials[0].state == TrialState.FAIL and len(trials) == 3
