@@ -96,6 +96,7 @@ def distribution(setting: str, spec: object) -> optuna.distributions.BaseDistrib
         raise UsageError(f"the space searches {setting!r}, not a recipe setting "
                          f"({', '.join(recipes.RECIPE_KEYS)})")
     kind = recipes.Settings.__dataclass_fields__[setting].type  # "int", "float" or "str"
+    kind = getattr(kind, "__name__", kind)  # a type, were recipes.py to drop postponed annotations
     if isinstance(spec, dict) and set(spec) == {"choices"}:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices or not all(map(fits(kind), choices)):
@@ -158,8 +159,6 @@ def open_study(args: argparse.Namespace, space: dict) -> optuna.Study:
             return optuna.create_study(storage=journal(path, repair=True), study_name=args.study,
                                        direction="maximize", sampler=sampler(), pruner=pruner,
                                        load_if_exists=True)
-        except UsageError:
-            raise
         except Exception as exc:  # a damaged journal: Optuna's replay fails in many ways
             raise UsageError(f"{path}: not a readable study journal ({first_line(exc)}); move it "
                              "aside or give another --study name") from None
