@@ -267,12 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, exc, exc.exit_status)
     except OSError as exc:
         return fail(PROG, f"--out {out}: cannot write there ({exc.strerror or exc})", 2)
-    for study in studies:
+    from tools.tune import redact
+
+    for study in studies:  # which journal: yours in studies/ comes before the committed one
+        source = redact(args.storage) if args.storage else find_journal(study.study_name,
+                                                                         args.log_dir)
         rec = record(study)
         path = write(rec, out)
         scored = sum(t["state"] in ("complete", "pruned") for t in rec["trials"])
         why = "" if scored else "; no trial completed or was pruned, so the plot is empty"
-        print(f"Wrote {path} and its .md and .png ({len(study.trials)} trials{why})")
+        print(f"Wrote {path} and its .md and .png from {source} ({len(study.trials)} "
+              f"trials{why})")
     return 0
 
 
