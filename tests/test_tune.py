@@ -46,7 +46,7 @@ def tune_cmd(*flags: str, epochs: str = "1") -> list[str]:
 
 def journal_study(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name="s",
-                             storage=tune.journal(tune.journal_path(folder / "logs", "s")))
+                             storage=tune.journal(tune.journal_path(folder / "studies", "s")))
 
 
 def check_runs(study: optuna.Study, run_dir: Path) -> list[str]:
@@ -73,30 +73,31 @@ def test_two_workers_share_one_journal_study(place: Path) -> None:
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both workers' trials recorded
     # the recipe first
     assert study.trials[0].params == RECIPE and study.trials[0].user_attrs["baseline"]
-    check_runs(study, place / "logs" / "studies" / "s")
+    check_runs(study, place / "studies" / "s")
 
 
 def test_ctrl_c_marks_the_trial_failed_and_the_study_resumes(place: Path) -> None:
-    proc = subprocess.Popen(tune_cmd("--trials", "2", epochs="200"), cwd=place,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the same command twice, as the message says (a study refuses a worker with other flags)
+    command = tune_cmd("--trials", "2", epochs="4")
+    proc = subprocess.Popen(command, cwd=place, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any(
-            "Epoch 2 " in p.read_text() for p in (place / "logs" / "studies" / "s").glob("*.log")):
+    while time.monotonic() < deadline and not any(  # mid-trial: three epochs to go
+            "Epoch 1 " in p.read_text() for p in (place / "studies" / "s").glob("*.log")):
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGINT)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, output
     assert "recorded as failed" in output and "Continue the study with" in output
     assert [t.state for t in journal_study(place).trials] == [TrialState.FAIL]
-    done = subprocess.run(tune_cmd("--trials", "2"), cwd=place, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(command, cwd=place, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     trials = journal_study(place).trials
     assert trials[0].state == TrialState.FAIL and len(trials) == 3
     # the interrupted recipe, again
     assert trials[1].params == RECIPE and trials[1].user_attrs["baseline"]
     assert trials[1].state == TrialState.COMPLETE  # the recipe is the yardstick: never pruned
-    check_runs(journal_study(place), place / "logs" / "studies" / "s")
+    check_runs(journal_study(place), place / "studies" / "s")
 
 
 def test_a_trial_whose_worker_died_is_marked_failed(tmp_path: Path) -> None:
@@ -127,14 +128,14 @@ def test_usage_errors_are_one_line(place: Path, argv: list[str], message: str) -
                             capture_output=True, text=True, timeout=120)
     assert (result.returncode == 2 and message in result.stderr
             and "Traceback" not in result.stderr), result.stderr
-    assert not (place / "logs" / "studies" / "nope.journal").exists()
+    assert not (place / "studies" / "nope.journal").exists()
 
 
 def test_a_study_renders_to_markdown_and_a_plot(place: Path) -> None:
     assert subprocess.run(tune_cmd("--trials", "3"), cwd=place, capture_output=True,
                           timeout=600).returncode == 0
     out = place / "docs"
-    assert study_cli.main(["s", "--log-dir", str(place / "logs"), "--out", str(out)]) == 0
+    assert study_cli.main(["s", "--log-dir", str(place / "studies"), "--out", str(out)]) == 0
     text = (out / "s.md").read_text()
     study = journal_study(place)
     for t in study.trials:
@@ -142,12 +143,15 @@ def test_a_study_renders_to_markdown_and_a_plot(place: Path) -> None:
         assert all(f"`{r}`" in text for r in t.user_attrs["runs"])
     assert "The recipe as it stood (trial 0)" in text and "Best at 1 epochs" in text
     assert (out / "s.png").stat().st_size > 10_000
-    assert study_cli.main(["missing", "--log-dir", str(place / "logs"), "--out", str(out)]) == 2
+    assert study_cli.main(["missing", "--log-dir", str(place / "studies"), "--out", str(out)]) == 2
+
+
+PASSWORD = "s3cret-pw"  # the test server's: it must never be recorded, rendered or printed
 
 
 def start_postgres(folder: Path) -> tuple[str, list[str]]:
-    """Start a PostgreSQL server (Debian's package) on a free local port; returns its URL and the
-    stop command."""
+    """Start a PostgreSQL server (Debian's package) on a free local port, with a password; returns
+    its URL in the README's form (postgresql://USER:PASSWORD@HOST/DB) and the stop command."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
     if not found[-1]:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
@@ -160,17 +164,22 @@ def start_postgres(folder: Path) -> tuple[str, list[str]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = folder / "pg"
-    subprocess.run([*as_user, bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"],
+    (folder / "pw").write_text(PASSWORD)
+    if as_user:
+        shutil.chown(folder / "pw", "postgres")
+    subprocess.run([*as_user, bin_dir / "initdb", "-D", data, "-U", "postgres",
+                    "--auth=scram-sha-256", f"--pwfile={folder / 'pw'}"],
                    check=True, capture_output=True, timeout=120)
     subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-w", "-l", folder / "pg.log", "-o",
                     f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
                    check=True, capture_output=True, timeout=120)
-    return (f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres",
+    return (f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres",
             [*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "stop"])
 
 
-def test_two_workers_share_one_postgresql_study(place: Path) -> None:
-    pytest.importorskip("psycopg2", reason="PostgreSQL's driver is in requirements-tune.txt")
+def test_two_workers_share_one_postgresql_study(place: Path, capsys) -> None:
+    # SQLAlchemy 2.1 reads postgresql:// as psycopg (3): the driver requirements-tune.txt names
+    pytest.importorskip("psycopg", reason="PostgreSQL's driver is in requirements-tune.txt")
     # outside pytest's private tmp: the server's user reads it
     folder = Path(tempfile.mkdtemp(prefix="s5-pg-"))
     folder.chmod(0o755)
@@ -182,12 +191,22 @@ def test_two_workers_share_one_postgresql_study(place: Path) -> None:
                        for _ in range(2)]
             outputs = [w.communicate(timeout=600)[0] for w in workers]
             assert [w.returncode for w in workers] == [0, 0], outputs
+            assert PASSWORD not in "".join(outputs) and "postgres:***@" in outputs[0]
             study = optuna.load_study(study_name="s", storage=url)
+            assert PASSWORD not in json.dumps(study.user_attrs)
             assert len({t.user_attrs["worker"] for t in study.trials}) == 2
             assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 4
-            check_runs(study, place / "logs" / "studies" / "s")
+            check_runs(study, place / "studies" / "s")
             # nothing went to the default file
-            assert not (place / "logs" / "studies" / "s.journal").exists()
+            assert not (place / "studies" / "s.journal").exists()
+            out = place / "docs"
+            assert study_cli.main(["s", "--storage", url, "--out", str(out)]) == 0
+            assert PASSWORD not in (out / "s.md").read_text() + (out / "s.json").read_text()
+            wrong = url.replace(PASSWORD, "wrong-pw")
+            capsys.readouterr()
+            assert study_cli.main(["s", "--storage", wrong, "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert "wrong-pw" not in err and "postgres:***@" in err and len(err.splitlines()) == 1
         finally:
             subprocess.run(stop, capture_output=True, timeout=120)
     finally:
@@ -209,3 +228,143 @@ def test_a_worker_stops_after_three_failed_trials_in_a_row(place: Path, monkeypa
                       "--", "--data-dir", "data", "--no-verify"]) == 1
     assert calls == [0, 1, 2] and "3 trials in a row failed" in capsys.readouterr().err
     assert [t.state for t in journal_study(place).trials] == [TrialState.FAIL] * 3
+
+
+def fake_train(settings, *, record, on_epoch, **places):
+    """A finished run in no time: its validation accuracy is the learning rate's (to tell apart)."""
+    history = utils.History(split="val", epoch=[1.0], eval_acc=[settings.lr * 1000], seconds=[0.1])
+    on_epoch(history)
+    return SimpleNamespace(status="finished", history=history,
+                           files=SimpleNamespace(run_id=f"t{record['trial']}-s{settings.seed}"))
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ([SPACE], "needs a JSON object"),
+    (None, "needs a JSON object"),
+    ({"recipe": "fast", "search": {"lr": {"choices": [-1]}}}, "lr: -1 is no value a run can use"),
+    ({"recipe": "fast", "search": {"lr": {"low": -1, "high": 0.1}}}, "lr: -1 is no value"),
+    ({"recipe": "fast", "search": {"optimizer": {"choices": [None]}}}, "list of str values"),
+    ({"recipe": "fast", "search": {"optimizer": {"choices": ["sgdx"]}}}, "'sgdx': use one of"),
+    ({"recipe": "fast", "search": {"batch_size": {"choices": [1.5]}}}, "list of int values"),
+    ({"recipe": "fast", "search": {"lr": {"low": 0.1, "hi": 1}}}, "give {\"choices\""),
+])
+def test_a_bad_space_is_refused_before_any_trial(place: Path, monkeypatch, capsys, space: object,
+                                                 message: str) -> None:
+    (place / "bad.json").write_text(json.dumps(space))
+    monkeypatch.chdir(place)
+    monkeypatch.setattr(tune.training, "train", lambda *a, **k: pytest.fail("a trial started"))
+    assert tune.main(["--space", "bad.json", "--val", "128", "--", "--data-dir", "data"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m tools.tune: error: ") and len(err.splitlines()) == 1, err
+    assert message in err and not (place / "studies").exists()
+
+
+@pytest.mark.parametrize(("log_dir", "message"), [("afile", "is a file"),
+                                                  ("afile/sub", "cannot write there"),
+                                                  ("/proc", "cannot write there")])  # even root
+def test_an_unusable_log_dir_is_refused_before_any_work(place: Path, monkeypatch, capsys,
+                                                        log_dir: str, message: str) -> None:
+    (place / "afile").write_text("")
+    monkeypatch.chdir(place)
+    assert tune.main(["--space", "space.json", "--log-dir", log_dir, "--", "--data-dir", "data"]) \
+        == 2
+    err = capsys.readouterr().err
+    assert f"--log-dir {log_dir}: {message}" in err and len(err.splitlines()) == 1, err
+    assert not (place / "studies").exists()
+
+
+@pytest.mark.parametrize(("flags", "train", "difference"), [
+    (["--seeds", "2"], [], "--seeds [1], this worker with [2]"),
+    (["--val", "256"], [], "--val 128, this worker with 256"),
+    ([], ["--epochs", "2"], 'after -- {"epochs": 1.0}, this worker with {"epochs": 2.0}'),
+    ([], ["--no-verify"], 'after -- {"verify": null}, this worker with {"verify": false}'),
+])
+def test_a_study_refuses_a_worker_that_scores_otherwise(place: Path, monkeypatch, flags: list[str],
+                                                        train: list[str], difference: str) -> None:
+    def args(*flags: str, train: tuple[str, ...] = (), space: str = "space.json") -> object:
+        return tune.build_parser().parse_args(["--space", space, "--study", "s", "--val", "128",
+                                               *flags, "--", "--data-dir", "data", "--epochs", "1",
+                                               "--checkpoint-dir", "ck", *train])
+
+    monkeypatch.chdir(place)
+    study = tune.checked_study(args())[2]
+    assert {k: study.user_attrs[k] for k in ("seeds", "val", "train")} == {
+        "seeds": [1], "val": 128, "train": {"epochs": 1.0, "data_dir": "data"}}
+    tune.checked_study(args(train=("--checkpoint-dir", "elsewhere")))  # where output goes: free
+    with pytest.raises(tune.UsageError, match="another --study name") as refused:
+        tune.checked_study(args(*flags, train=tuple(train)))
+    assert difference in str(refused.value)
+    (place / "other.json").write_text(json.dumps({**SPACE, "recipe": "default"}))
+    with pytest.raises(tune.UsageError, match="scored with --space"):
+        tune.checked_study(args(space="other.json"))
+
+
+def test_the_readme_example_leaves_a_clone_clean(place: Path) -> None:
+    """`--space fast` makes the user's own study, never the committed logs/studies/fast.journal."""
+    committed = place / "logs" / "studies" / "fast.journal"
+    committed.parent.mkdir(parents=True)
+    shutil.copy(Path(tune.__file__).parents[1] / "logs" / "studies" / "fast.journal", committed)
+    shutil.copy(Path(tune.__file__).parents[1] / ".gitignore", place / ".gitignore")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for step in (["init", "-q"], ["add", "."], ["commit", "-qm", "clone"]):
+        subprocess.run([*git, *step], cwd=place, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "tools.tune", "--space", "fast", "--trials", "1",
+                             "--seeds", "1", "--val", "128", "--", "--data-dir", "data",
+                             "--no-verify", "--epochs", "0.05"], cwd=place, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0 and "'fast': 0 of 1 trials done" in result.stdout, result
+    assert (place / "studies" / "fast.journal").is_file()
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=place,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""
+
+
+def test_a_grid_ends_normally_when_used_up(place: Path, monkeypatch, capsys) -> None:
+    (place / "grid.json").write_text(json.dumps(
+        {"recipe": "fast", "search": {"lr": {"choices": [0.002, 0.004, RECIPE["lr"]]}}}))
+    monkeypatch.chdir(place)
+    monkeypatch.setattr(tune.training, "train", fake_train)
+    argv = ["--space", "grid.json", "--study", "s", "--sampler", "grid", "--trials", "10", "--val",
+            "128", "--", "--data-dir", "data"]
+    assert tune.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "The grid is done: each of its 3 combinations has been tried" in out, out
+    trials = journal_study(place).trials
+    assert sorted(t.params["lr"] for t in trials) == sorted([0.002, 0.004, RECIPE["lr"]])
+    # the grid's point that is the recipe: marked, never pruned, and run once
+    assert [t.params for t in trials if t.user_attrs.get("baseline")] == [RECIPE]
+    assert tune.main(argv) == 0 and "The grid is done" in capsys.readouterr().out
+    assert len(journal_study(place).trials) == 3
+
+
+def test_a_cut_off_journal_is_repaired_and_other_damage_named(place: Path, monkeypatch,
+                                                              capsys) -> None:
+    monkeypatch.chdir(place)
+    monkeypatch.setattr(tune.training, "train", fake_train)
+    argv = ["--space", "space.json", "--study", "s", "--trials", "2", "--val", "128", "--",
+            "--data-dir", "data"]
+    assert tune.main(argv) == 0
+    path = place / "studies" / "s.journal"
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-20])  # a worker killed while writing its last record
+    argv[argv.index("2")] = "3"
+    assert tune.main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: {Path('studies/s.journal')}: its last record was cut off" in err, err
+    assert path.read_bytes().endswith(b"\n") and len(journal_study(place).trials) >= 3
+    path.write_bytes(path.read_bytes() + b"{not json\n" + whole.splitlines(keepends=True)[-1])
+    assert tune.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "studies/s.journal: not a readable study journal" in err and len(err.splitlines()) == 1
+
+
+def test_passwords_are_never_recorded_or_printed(place: Path, monkeypatch, capsys) -> None:
+    assert tune.redact("a postgresql://me:p@s:s@db:5/x b") == "a postgresql://me:***@db:5/x b"
+    assert tune.redact("sqlite:///a.db postgresql://db/x") == "sqlite:///a.db postgresql://db/x"
+    monkeypatch.chdir(place)
+    monkeypatch.setattr(tune.time, "sleep", lambda s: None)
+    url = "postgresql://me:hunter2@127.0.0.1:1/db"  # nothing listens on port 1
+    assert tune.main(["--space", "space.json", "--storage", url, "--", "--data-dir", "data"]) == 2
+    assert study_cli.main(["s", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and err.count("postgresql://me:***@127.0.0.1:1/db") == 2, err

@@ -4,44 +4,103 @@ plot.
     python -m tools.study fast               # docs/studies/fast.json, .md, .png from its journal
     python -m tools.study fast --storage URL # a study in a database
 
-The record holds every trial: its settings, validation accuracy per seed, training seconds and runs
-(their logs are under logs/studies/<study>/); the markdown and the plot are drawn from it alone.
-Optuna is needed only to read a study, not to render a record.
+A journal is looked for in studies/ (where `tune` keeps yours, git-ignored), then in logs/studies/
+(the studies committed with the project); it is only read. The record holds every trial: its
+settings, validation accuracy per seed, training seconds and runs (their logs beside the journal,
+in <folder>/<study>/); the markdown and the plot are drawn from it alone. Optuna is needed only to
+read a study, not to render a record.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from s5.cli import UsageError, fail, program, run_name
 from s5.files import atomic_write_bytes, write_json
 
+COMMITTED = "logs/studies"  # the studies the docs cite, kept with the project
 PROG = program("tools.study")
 
 
-def load(name: str, storage: str | None, log_dir: str):  # -> optuna.Study
-    """A study from --storage, or from the journal file `tune` writes by default (never created
+def load(name: str, storage: str | None, log_dir: str | None):  # -> optuna.Study
+    """A study from --storage, or from the journal file `tune` writes (never created or changed
     here)."""
     import optuna
 
-    from tools.tune import journal, journal_path
+    from tools.tune import first_line, journal, redact
 
-    if storage is None:
-        path = journal_path(log_dir, name)
-        if not path.is_file():
-            raise UsageError(f"no study file {path}: run python -m tools.tune --study {name} "
-                             "first, or give --storage")
+    if storage is not None:
+        check_database(storage)
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise UsageError(f"no study named {name!r} in {redact(storage)}") from None
+        except Exception as exc:  # a missing driver, SQLAlchemy's connection errors
+            raise UsageError(f"--storage {redact(storage)}: cannot read the study "
+                             f"({redact(first_line(exc))})") from None
+    path = find_journal(name, log_dir)
+    with open(path, "rb") as f:
+        cut = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+    if cut:  # Optuna skips it on reading
+        print(f"WARNING: {path}: its last record was cut off: not read (python -m tools.tune "
+              "drops it when it next runs)", file=sys.stderr)
     try:
-        return optuna.load_study(study_name=name, storage=storage or journal(path))
+        return optuna.load_study(study_name=name, storage=journal(path))
     except KeyError:
-        raise UsageError(f"no study named {name!r} in {storage or path}") from None
+        raise UsageError(f"no study named {name!r} in {path}") from None
+    except Exception as exc:  # a damaged journal: Optuna's replay fails in many ways
+        raise UsageError(f"{path}: not a readable study journal ({first_line(exc)})") from None
+
+
+def find_journal(name: str, log_dir: str | None) -> Path:
+    """<log-dir>/<study>.journal; without --log-dir, yours (studies/) before the committed ones."""
+    from tools.tune import DEFAULT_DIR, journal_path
+
+    paths = [journal_path(folder, name) for folder in ([log_dir] if log_dir else
+                                                       [DEFAULT_DIR, COMMITTED])]
+    for path in paths:
+        if path.is_file():
+            return path
+    raise UsageError(f"no study file {' nor '.join(map(str, paths))}: run python -m tools.tune "
+                     f"--study {name} first, or give --storage")
+
+
+def check_database(storage: str) -> None:
+    """Refuse a database without Optuna's tables before Optuna opens it: it would make them (and
+    an empty SQLite file)."""
+    import sqlalchemy
+
+    from tools.tune import first_line, redact
+
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except Exception as exc:
+        raise UsageError(f"--storage {redact(storage)}: not a database URL ({first_line(exc)})") \
+            from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).is_file():
+        raise UsageError(f"--storage {redact(storage)}: no database file {url.database}")
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            made = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as exc:  # a missing driver, SQLAlchemy's connection errors
+        raise UsageError(f"--storage {redact(storage)}: cannot read the study "
+                         f"({redact(first_line(exc))})") from None
+    if not made:
+        raise UsageError(f"--storage {redact(storage)}: holds no Optuna study")
 
 
 def record(study) -> dict:  # study: optuna.Study
     """The study as data: how it was made and one entry per trial (waiting ones left out)."""
     from optuna.trial import TrialState
+
+    from tools.tune import redact
 
     trials = []
     for t in study.trials:
@@ -56,7 +115,8 @@ def record(study) -> dict:  # study: optuna.Study
             "seconds": t.user_attrs.get("seconds"), "runs": t.user_attrs.get("runs", []),
             "baseline": bool(t.user_attrs.get("baseline"))})
     attrs = study.user_attrs
-    return {"study": study.study_name, "command": attrs.get("command", "python -m tools.tune"),
+    command = redact(attrs.get("command", "python -m tools.tune"))  # made before tune redacted
+    return {"study": study.study_name, "command": command,
             "seeds": attrs.get("seeds", "?"), "space": attrs.get("space", {}), "trials": trials}
 
 
@@ -157,10 +217,15 @@ def plot(rec: dict, path: Path) -> None:
                     label="best so far")
             ax.set_xlabel("trial")
             ax.legend(fontsize=7)
+            if not score:  # say so on the plot rather than leave it blank
+                ax.text(0.5, 0.5, "no trial has a score yet", ha="center", transform=ax.transAxes)
         else:
             ax.set_xlabel(key)
-            # only a log axis is set: a linear reset would drop categorical labels
-            if rec["space"]["search"][key].get("log"):
+            xs = [t["params"].get(key) for t in trials if t["number"] in score]
+            positive = bool(xs) and all(isinstance(x, int | float) and x > 0 for x in xs)
+            # only a log axis is set: a linear reset would drop categorical labels; matplotlib
+            # refuses a log axis without positive data (e.g. every trial failed)
+            if rec["space"]["search"][key].get("log") and positive:
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels overlap
         ax.set_ylabel("validation accuracy %")
@@ -188,17 +253,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("studies", nargs="+", type=run_name, metavar="STUDY")
     p.add_argument("--storage",
                    help="the database URL the study was made in (default: its journal file)")
-    p.add_argument("--log-dir", default="logs",
-                   help="where `tune` keeps <log-dir>/studies/<study>.journal")
+    p.add_argument("--log-dir", help="where `tune` kept <log-dir>/<study>.journal [default: "
+                                     f"studies, then {COMMITTED}]")
     p.add_argument("--out", default="docs/studies", help="folder for <study>.json, .md and .png")
     args = p.parse_args(argv)
+    out = Path(args.out)
     try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: is a file, not a folder")
         studies = [load(name, args.storage, args.log_dir) for name in args.studies]
+        out.mkdir(parents=True, exist_ok=True)
     except UsageError as exc:
         return fail(PROG, exc, exc.exit_status)
-    for study in studies:
-        path = write(record(study), Path(args.out))
-        print(f"Wrote {path} and its .md and .png ({len(study.trials)} trials)")
+    except OSError as exc:
+        return fail(PROG, f"--out {out}: cannot write there ({exc.strerror or exc})", 2)
+    from tools.tune import redact
+
+    for study in studies:  # which journal: yours in studies/ comes before the committed one
+        source = redact(args.storage) if args.storage else find_journal(study.study_name,
+                                                                         args.log_dir)
+        rec = record(study)
+        path = write(rec, out)
+        scored = sum(t["state"] in ("complete", "pruned") for t in rec["trials"])
+        why = "" if scored else "; no trial completed or was pruned, so the plot is empty"
+        print(f"Wrote {path} and its .md and .png from {source} ({len(study.trials)} "
+              f"trials{why})")
     return 0
 
 

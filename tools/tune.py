@@ -1,8 +1,10 @@
 """Optuna searches of a recipe's settings on the validation split: `python -m tools.tune`.
 
-Each trial trains one logged run per seed (logs/studies/<study>/); its value is their mean
-validation accuracy. The recipe as it stands is trial 0, so a study says whether the search beat it.
-`python -m tools.study <study>` renders a study into docs/studies/.
+Each trial trains one logged run per seed (studies/<study>/, git-ignored, beside the study's journal
+studies/<study>.journal); its value is their mean validation accuracy. The recipe as it stands is
+trial 0, so a study says whether the search beat it. A study records what scores it (space, seeds,
+--val, the flags after --): a worker that differs is refused. `python -m tools.study <study>`
+renders a study into docs/studies/.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import re
 import shlex
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,13 +55,23 @@ SPACES = {
         "batch_size": {"choices": [256, 512, 1024]},
         "lr": {"choices": [0.006, 0.008, 0.01, 0.012, 0.015, 0.02]}}},
 }
+DEFAULT_DIR = "studies"  # git-ignored: a clone's committed studies (logs/studies/) stay as they are
 MAX_FAILED_IN_A_ROW = 3  # a worker stops after this many failed trials in a row
 PROG = program("tools.tune")
 STEPS_PER_SEED = 1000  # a trial's step for the pruner: seed's index * this + epoch's index
+# Train flags that only say where output goes: workers may differ in them, studies ignore them
+OUTPUT_PLACES = ("log_dir", "checkpoint_dir", "tensorboard", "save_model")
+# The password of a URL's user info (scheme://user:password@host), greedy: it may hold '@' or ':'
+PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^\s:/@]*):\S*@")
+
+
+def redact(text: object) -> str:
+    """``text`` with every URL's password shown as ***: storage URLs are recorded and printed."""
+    return PASSWORD.sub(r"\1:***@", str(text))
 
 
 def load_space(name: str) -> dict:
-    """A space from SPACES by name or from a JSON file of that shape, checked."""
+    """A space from SPACES by name or from a JSON file of that shape, its shape checked."""
     if name in SPACES:
         space = SPACES[name]
     else:
@@ -64,71 +79,171 @@ def load_space(name: str) -> dict:
             space = json.loads(Path(name).read_text())
         except (OSError, ValueError) as exc:
             raise UsageError(f"--space {name}: not one of {', '.join(SPACES)} nor a readable JSON "
-                             f"file ({exc})") \
-                from None
-    recipe, search = space.get("recipe"), space.get("search")
+                             f"file ({exc})") from None
+    recipe, search = (space.get("recipe"), space.get("search")) if isinstance(space, dict) \
+        else (None, None)
     if recipe not in recipes.RECIPES or not isinstance(search, dict) or not search:
-        raise UsageError(f"--space {name}: needs a \"recipe\" (one of "
-                         f"{', '.join(recipes.RECIPES)}) and a "
-                         "non-empty \"search\" object")
+        raise UsageError(f"--space {name}: needs a JSON object with a \"recipe\" (one of "
+                         f"{', '.join(recipes.RECIPES)}) and a non-empty \"search\" object")
     for setting, spec in search.items():
         distribution(setting, spec)
     return space
 
 
-def distribution(setting: str, spec: dict) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution of one searched setting (``UsageError`` if it is wrong)."""
+def distribution(setting: str, spec: object) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution of one searched setting (``UsageError`` if its shape is wrong)."""
     if setting not in recipes.RECIPE_KEYS:
         raise UsageError(f"the space searches {setting!r}, not a recipe setting "
                          f"({', '.join(recipes.RECIPE_KEYS)})")
-    if isinstance(spec, dict) and isinstance(spec.get("choices"), list) and spec["choices"]:
-        return CategoricalDistribution(spec["choices"])
-    low, high, log = (spec.get(k) for k in ("low", "high", "log")) if isinstance(spec, dict) \
-        else (None, None, None)
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
-    if not numbers or not low < high \
+    kind = recipes.Settings.__dataclass_fields__[setting].type  # "int", "float" or "str"
+    kind = getattr(kind, "__name__", kind)  # a type, were recipes.py to drop postponed annotations
+    if isinstance(spec, dict) and set(spec) == {"choices"}:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices or not all(map(fits(kind), choices)):
+            raise UsageError(f"the space's {setting}: \"choices\" must be a non-empty list of "
+                             f"{kind} values, got {json.dumps(choices)}")
+        return CategoricalDistribution(choices)
+    if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) <= {"low", "high", "log"} \
+            or kind == "str":
+        raise UsageError(f"the space's {setting}: give {{\"choices\": [...]}} or {{\"low\": ..., "
+                         "\"high\": ...}} (and \"log\": true), ranges for numbers only")
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    if not (fits(kind)(low) and fits(kind)(high) and isinstance(log, bool) and low < high) \
             or (log and low <= 0):
-        raise UsageError(f"the space's {setting}: give \"choices\": [...] or \"low\" < \"high\" "
-                         "(> 0 with \"log\")")
-    if all(isinstance(v, int) for v in (getattr(recipes.DEFAULT, setting), low, high)):
-        return IntDistribution(low, high, log=bool(log))
-    return FloatDistribution(low, high, log=bool(log))
+        raise UsageError(f"the space's {setting}: \"low\" < \"high\", {kind} values (> 0 with "
+                         f"\"log\": true), got {json.dumps(spec)}")
+    if kind == "int":
+        return IntDistribution(low, high, log=log)
+    return FloatDistribution(low, high, log=log)
+
+
+def fits(kind: str):  # -> Callable[[object], bool]
+    """Whether a JSON value can be a setting of this kind (bools are no numbers here)."""
+    types = {"int": int, "float": int | float, "str": str}[kind]
+    return lambda v: isinstance(v, types) and not isinstance(v, bool) \
+        and (kind == "str" or math.isfinite(v))
+
+
+def check_values(args: argparse.Namespace, space: dict) -> None:
+    """Every choice and range end of the space is a value a run can use (``UsageError`` if not)."""
+    for setting, spec in space["search"].items():
+        for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
+            try:
+                trial_settings(args, space, {setting: value}, args.seeds[0]).check()
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"the space's {setting}: {json.dumps(value)} is no value a run "
+                                 f"can use ({exc})") from None
+
+
+class Grid(optuna.samplers.GridSampler):
+    """Optuna's grid, minus its ``Study.stop`` once the grid is used up: that works only inside
+    ``Study.optimize``, and ``work`` checks ``is_exhausted`` before each trial instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def open_study(args: argparse.Namespace, space: dict) -> optuna.Study:
-    """The study named --study in --storage (default: the journal beside its runs), made if new."""
-    storage = args.storage or journal(journal_path(args.log_dir, args.study))
+    """The study named --study in --storage (default: its journal beside its runs), made if new."""
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     sampler = samplers.get(args.sampler)
     if args.sampler == "grid":
         grid = {k: v.get("choices") for k, v in space["search"].items()}
         if not all(grid.values()):
             raise UsageError("--sampler grid needs a space of choices only (no low/high ranges)")
-        sampler = lambda: optuna.samplers.GridSampler(grid)  # noqa: E731
+        sampler = lambda: Grid(grid)  # noqa: E731
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4)  # four finish before any is judged
+    if not args.storage:
+        path = journal_path(args.log_dir, args.study)
+        try:
+            return optuna.create_study(storage=journal(path, repair=True), study_name=args.study,
+                                       direction="maximize", sampler=sampler(), pruner=pruner,
+                                       load_if_exists=True)
+        except Exception as exc:  # a damaged journal: Optuna's replay fails in many ways
+            raise UsageError(f"{path}: not a readable study journal ({first_line(exc)}); move it "
+                             "aside or give another --study name") from None
     for attempt in range(4):
         try:
-            return optuna.create_study(storage=storage, study_name=args.study, direction="maximize",
-                                       sampler=sampler(), pruner=pruner, load_if_exists=True)
+            return optuna.create_study(storage=args.storage, study_name=args.study,
+                                       direction="maximize", sampler=sampler(), pruner=pruner,
+                                       load_if_exists=True)
         except ImportError as exc:  # e.g. PostgreSQL without its driver
-            raise UsageError(f"--storage {args.storage}: {exc}; pip install -r "
+            raise UsageError(f"--storage {redact(args.storage)}: {exc}; pip install -r "
                              "requirements-tune.txt") from None
         except Exception as exc:  # SQLAlchemy's many connection errors: one line each
             if attempt == 3:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise UsageError(f"--storage {args.storage or storage}: cannot open the study "
-                                 f"({first})") from None
+                raise UsageError(f"--storage {redact(args.storage)}: cannot open the study "
+                                 f"({redact(first_line(exc))})") from None
             time.sleep(1 + attempt)  # workers started together race to create the tables
+    raise AssertionError("unreachable")
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def journal_path(log_dir: str | Path, study: str) -> Path:
-    """Where a study lives by default: <log-dir>/studies/<study>.journal, beside its runs."""
-    return Path(log_dir) / "studies" / f"{study}.journal"
+    """Where a study lives by default: <log-dir>/<study>.journal, beside its runs' folder."""
+    return Path(log_dir) / f"{study}.journal"
 
 
-def journal(path: Path) -> optuna.storages.JournalStorage:
+def journal(path: Path, repair: bool = False) -> optuna.storages.JournalStorage:
+    """The journal storage in ``path`` (made if new); ``repair``: first drop a cut-off last record,
+    which Optuna skips on reading but would glue to the next record it writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    if repair and path.stat().st_size:
+        lock = optuna.storages.journal.JournalFileSymlinkLock(str(path))
+        lock.acquire()  # the lock Optuna writes under: no worker is mid-record while we look
+        try:
+            with open(path, "rb+") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.seek(0)
+                    keep = f.read().rfind(b"\n") + 1
+                    f.truncate(keep)
+                    print(f"WARNING: {path}: its last record was cut off (a worker killed while "
+                          "writing?): dropped it", file=sys.stderr, flush=True)
+        finally:
+            lock.release()
+    return optuna.storages.JournalStorage(backend)
+
+
+def check_log_dir(args: argparse.Namespace) -> None:
+    """The study's runs folder can be made and written (``UsageError`` before any work if not)."""
+    where = Path(args.log_dir)
+    if where.exists() and not where.is_dir():
+        raise UsageError(f"--log-dir {where}: is a file, not a folder")
+    try:
+        (where / args.study).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=where / args.study).close()
+    except OSError as exc:
+        raise UsageError(f"--log-dir {where}: cannot write there ({exc.strerror or exc})") from None
+
+
+def scored_with(args: argparse.Namespace, space: dict) -> dict:
+    """What a study's values depend on, as its user attributes record it (JSON values)."""
+    places = {k: v for k, v in args.train.places.items() if k not in OUTPUT_PLACES}
+    return json.loads(json.dumps({"space": space, "seeds": args.seeds, "val": args.val,
+                                  "train": {**args.train.asked, **places}}))
+
+
+def check_record(study: optuna.Study, args: argparse.Namespace, space: dict) -> None:
+    """Refuse a worker scoring trials otherwise than the study records; record what is missing
+    (a new study, or one made before these records)."""
+    mine = scored_with(args, space)
+    flags = {"space": "--space", "seeds": "--seeds", "val": "--val", "train": "the flags after --"}
+    for key, value in mine.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+        elif study.user_attrs[key] != value:
+            theirs = study.user_attrs[key]
+            if key == "train":  # name the flags that differ, not two whole dicts
+                names = sorted(k for k in {*theirs, *value} if theirs.get(k) != value.get(k))
+                theirs, value = ({k: d.get(k) for k in names} for d in (theirs, value))
+            raise UsageError(f"study {args.study!r} is scored with {flags[key]} "
+                             f"{json.dumps(theirs)}, this worker with {json.dumps(value)}: give "
+                             "this one another --study name")
 
 
 def fail_abandoned_trials(study: optuna.Study) -> list[int]:
@@ -173,7 +288,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, args: argparse.Namespace
 
         settings = trial_settings(args, space, trial.params, seed)
         places = {"save_model": False, **args.train.places,
-                  "log_dir": Path(args.log_dir) / "studies" / args.study}
+                  "log_dir": Path(args.log_dir) / args.study}
         try:  # the run's own lines go to its log file; the console gets one line per trial
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 result = training.train(settings, **places, progress=False, kind="tuning",
@@ -214,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of {', '.join(SPACES)}, or a JSON file of that shape")
     p.add_argument("--study", type=run_name, help="the study's name (default: the space's)")
     p.add_argument("--storage", help="a database URL Optuna accepts (postgresql://..., "
-                                     "sqlite:///...); default: "
-                                     "the journal file logs/studies/<study>.journal")
+                                     "sqlite:///...); default: the journal file "
+                                     "<log-dir>/<study>.journal")
     p.add_argument("--trials", type=bounded(int, 1, 10_000), default=16,
                    help="stop once the study holds this many finished (complete or pruned) "
                         "trials, all workers "
@@ -228,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation images held out of the training set (never the test set)")
     p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
                    help="Optuna's TPE, random search, or every combination of a space of choices")
-    p.add_argument("--log-dir", default="logs",
-                   help="the study's runs go to <log-dir>/studies/<study>/")
+    p.add_argument("--log-dir", default=DEFAULT_DIR,
+                   help="the study's runs go to <log-dir>/<study>/, its journal (without "
+                        f"--storage) beside them [default: {DEFAULT_DIR}, git-ignored]")
     p.add_argument("train_args", nargs="*", metavar="-- TRAIN_FLAGS",
                    help="more train.py flags for every run, after --: -- --device cuda --amp off")
     return p
@@ -248,19 +364,30 @@ def checked_study(args: argparse.Namespace) -> tuple[dict, dict, optuna.Study]:
     if args.train.resume or args.train.dry_run or {"seed", "val", "recipe"} & set(args.train.asked):
         raise UsageError("-- --resume, --dry-run, --recipe, --seed and --val are the tuner's to "
                          "set (--space, --seeds, --val)")
-    trial_settings(args, space, {}, args.seeds[0]).check()
+    try:
+        trial_settings(args, space, {}, args.seeds[0]).check()
+    except ValueError as exc:
+        raise UsageError(exc) from None
+    check_values(args, space)
     distributions = {k: distribution(k, v) for k, v in space["search"].items()}
+    check_log_dir(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
     study = open_study(args, space)
-    if study.user_attrs.get("space", space) != space:
-        raise UsageError(f"study {args.study!r} searches another space "
-                         f"({study.user_attrs['space']}): give this one another --study name")
+    check_record(study, args, space)
     return space, distributions, study
 
 
+def recipe_point(space: dict) -> dict:
+    """The recipe's own values of the searched settings."""
+    return {k: getattr(recipes.RECIPES[space["recipe"]], k) for k in space["search"]}
+
+
 def enqueue_recipe(study: optuna.Study, space: dict) -> None:
-    """Make the recipe as it stands the next trial, unless the study has it or it lies outside."""
-    baseline = {k: getattr(recipes.RECIPES[space["recipe"]], k) for k in space["search"]}
+    """Make the recipe as it stands the next trial, unless the study has it or it lies outside (or
+    a grid holds it: the grid would not count an enqueued trial and run it twice)."""
+    baseline = recipe_point(space)
+    if isinstance(study.sampler, Grid):
+        return
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     tried = study.get_trials(deepcopy=False, states=states)
     if all(within(baseline[k], spec) for k, spec in space["search"].items()) and \
@@ -273,17 +400,21 @@ def work(study: optuna.Study, args: argparse.Namespace, space: dict, distributio
     deadline = time.monotonic() + 60 * args.timeout if args.timeout else float("inf")
     failed_in_a_row = 0
     while finished(study) < args.trials and time.monotonic() < deadline:
-        grid = isinstance(study.sampler, optuna.samplers.GridSampler)
-        if grid and study.sampler.is_exhausted(study):
+        if isinstance(study.sampler, Grid) and study.sampler.is_exhausted(study):
+            size = math.prod(len(spec["choices"]) for spec in space["search"].values())
+            print(f"The grid is done: each of its {size} combinations has been tried",
+                  flush=True)
             break
         trial = study.ask(distributions)
+        if trial.params == recipe_point(space):  # the recipe itself, e.g. a grid's point
+            trial.set_user_attr("baseline", True)
         print(f"Trial {trial.number}: {trial.params}", flush=True)
         outcome = run_trial(study, trial, args, space)
         print(f"Trial {trial.number} {outcome}", flush=True)
         failed_in_a_row = failed_in_a_row + 1 if outcome == "failed" else 0
         if failed_in_a_row == MAX_FAILED_IN_A_ROW:  # e.g. settings that always diverge
             return fail(PROG, f"{failed_in_a_row} trials in a row failed; their run logs in "
-                              f"{Path(args.log_dir) / 'studies' / args.study}/ say why")
+                              f"{Path(args.log_dir) / args.study}/ say why")
     return 0
 
 
@@ -295,9 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         space, distributions, study = checked_study(args)
     except (UsageError, argparse.ArgumentTypeError) as exc:
         return fail(PROG, exc, 2)
-    study.set_user_attr("space", space)
-    study.set_user_attr("seeds", args.seeds)
-    command = shlex.join(["python", "-m", "tools.tune", *(sys.argv[1:] if argv is None else argv)])
+    command = redact(shlex.join(["python", "-m", "tools.tune",
+                                 *(sys.argv[1:] if argv is None else argv)]))
     if "command" not in study.user_attrs:
         study.set_user_attr("command", command)
     for number in fail_abandoned_trials(study):
