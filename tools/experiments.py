@@ -369,7 +369,8 @@ def studies_section(studies: dict[str, dict]) -> str:
     out = ["## Optuna studies", "",
            "Searches made with `python -m tools.tune` and rendered with `python -m tools.study "
            "<study>`; each page lists every trial with its settings, validation accuracy per seed "
-           "and runs (`logs/studies/<study>/`).", ""]
+           "and runs (the committed studies' in `logs/studies/<study>/`; yours land in "
+           "`studies/<study>/`).", ""]
     for name, record in sorted(studies.items()):
         out.append(f"- [`{name}`](studies/{name}.md): {study.counts_line(record)} "
                    + "; ".join(study.summary_lines(record)))
