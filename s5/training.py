@@ -129,6 +129,35 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             signal.signal(sig, old)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run's set-up (``signum``: which): there is no step to finish."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def abort_on_signals() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM raise ``Interrupted``: SIGTERM's default would end the
+    process at once, past the ``finally`` that releases the run's claim. ``stop_on_signals``
+    replaces this handler while the epochs train."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 @dataclass(frozen=True)
 class Places:
     """Where a run runs and writes; recorded with it, and kept on resume unless given again."""
@@ -303,13 +332,14 @@ def one_epoch(run: Run, epoch: int, should_stop: Callable[[], int]) -> utils.Epo
     planned, steps = run.plan[epoch - 1], len(run.train_loader)
     part = f", {planned} of its {steps} batches" if planned < steps else ""
     run.log(f"Epoch {epoch} (learning rate {run.optimizer.param_groups[0]['lr']:.4e}{part})")
-    start = time.perf_counter()
+    before, start = run.partial.seconds if run.partial else 0.0, time.perf_counter()
     totals = utils.train(run.model, run.train_loader, run.optimizer, epoch=epoch,
                          schedule=run.schedule, amp_dtype=run.amp_dtype, scaler=run.scaler,
                          label_smoothing=run.settings.label_smoothing, totals=run.partial,
                          should_stop=should_stop, log=run.log, progress=run.progress,
                          n_batches=planned)
-    seconds = time.perf_counter() - start
+    # a resumed epoch counts the seconds trained before its interruption too
+    seconds = totals.seconds = before + time.perf_counter() - start
     run.partial = None
     if totals.batches == planned:
         result = utils.test(run.model, run.eval_loader, run.log, run.split)
@@ -482,6 +512,19 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
     seed_everything(settings.seed)
     remove_stale_temp_files(places.checkpoint_dir)
     started_by = command or "train() from Python"
+    if places.tensorboard and runs.tensorboard_installed():
+        runs.check_board_folder(places.log_dir)
+    with abort_on_signals():  # from the claim on: a signal during set-up still releases it
+        return claimed(settings, places, state=state, kind=kind, record=record,
+                       started_by=started_by, warnings=warnings, progress=progress, name=name,
+                       dry_run=dry_run, on_epoch=on_epoch, device=device, amp_dtype=amp_dtype)
+
+
+def claimed(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None,
+            kind: str, record: dict | None, started_by: str, warnings: list[str], progress: bool,
+            name: str | None, dry_run: bool, on_epoch: OnEpoch | None, device: torch.device,
+            amp_dtype: torch.dtype | None) -> Result:
+    """``execute``'s run once signals are caught: claim its files, set it up, train, release."""
     files, info = claim_files(places, state, name, dry_run)
     kind = info.get("kind", kind)
     record = {key: info[key] for key in ("study", "trial") if key in info} or record
@@ -512,6 +555,12 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
                     log(f"CUDA warm-up: {warm_up(run):.1f} s on a copy of the Net (kernels load on "
                         "first use; not counted as training time)")
                 return epochs(run, on_epoch)
+            except Interrupted as exc:  # before the first step: nothing trained, nothing saved
+                kept = (f"{state[1]} is unchanged" if state is not None else
+                        "nothing was trained or saved")
+                message = f"Interrupted ({exc}) during the run's set-up: {kept}"
+                log(message)
+                return run.result("interrupted", 128 + exc.signum, message)
             except (ValueError, MnistError, CheckpointError, OSError) as exc:
                 log(f"ERROR: {exc}")
                 raise
