@@ -129,6 +129,9 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             signal.signal(sig, old)
 
 
+_held: list[int] | None = None  # the signals held_signals holds back, while it does
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during a run's set-up (``signum``: which): there is no step to finish."""
 
@@ -144,6 +147,9 @@ def abort_on_signals() -> Iterator[None]:
     replaces this handler while the epochs train."""
 
     def handler(signum: int, frame: object) -> None:
+        if _held is not None:
+            _held.append(signum)
+            return
         raise Interrupted(signum)
 
     try:
@@ -156,6 +162,28 @@ def abort_on_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def interruption(exc: BaseException | None) -> Interrupted | None:
+    """The ``Interrupted`` that ``exc`` is, or was raised while handling: a library stopped
+    mid-way (tqdm creating its lock, say) may end in an error of its own."""
+    while exc is not None and not isinstance(exc, Interrupted):
+        exc = exc.__context__
+    return exc
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Within ``abort_on_signals``, Ctrl-C and SIGTERM wait until this block ends, then raise.
+    (A signal mask would not do: the OS hands the signal to any thread, e.g. one of torch's.)"""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        arrived, _held = _held, None
+    if arrived:
+        raise Interrupted(arrived[0])
 
 
 @dataclass(frozen=True)
@@ -377,7 +405,7 @@ def epochs(run: Run, on_epoch: Callable[[utils.History], str | None] | None) -> 
                 message = f"Stopped after epoch {run.history.epoch[-1]:g}: {reason}"
                 run.log(message)
                 return run.result("stopped", 0, message)
-    return finish(run)
+        return finish(run)  # a signal now is too late to stop anything: the run has finished
 
 
 def finish(run: Run) -> Result:
@@ -498,6 +526,7 @@ def claim_files(places: Places, state: tuple[dict, str | Path] | None, name: str
     return runs.new_run(places.log_dir, places.checkpoint_dir, label), {}
 
 
+@abort_on_signals()  # a signal during set-up (data, warm-up) still reaches the claim's release
 def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None = None,
             kind: str = "train", record: dict | None = None, command: str | None = None,
             warnings: list[str], progress: bool = True, name: str | None = None,
@@ -514,24 +543,15 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
     started_by = command or "train() from Python"
     if places.tensorboard and runs.tensorboard_installed():
         runs.check_board_folder(places.log_dir)
-    with abort_on_signals():  # from the claim on: a signal during set-up still releases it
-        return claimed(settings, places, state=state, kind=kind, record=record,
-                       started_by=started_by, warnings=warnings, progress=progress, name=name,
-                       dry_run=dry_run, on_epoch=on_epoch, device=device, amp_dtype=amp_dtype)
-
-
-def claimed(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None,
-            kind: str, record: dict | None, started_by: str, warnings: list[str], progress: bool,
-            name: str | None, dry_run: bool, on_epoch: OnEpoch | None, device: torch.device,
-            amp_dtype: torch.dtype | None) -> Result:
-    """``execute``'s run once signals are caught: claim its files, set it up, train, release."""
-    files, info = claim_files(places, state, name, dry_run)
-    kind = info.get("kind", kind)
-    record = {key: info[key] for key in ("study", "trial") if key in info} or record
-    continued = state is not None and bool(state[0].get("run_id"))
-    resumed_with = [*info.get("resumed_with", []), started_by] if continued else []
-    first = info.get("command", started_by)
+    files = None
     try:
+        with held_signals():  # no signal between the claim and the try that releases it
+            files, info = claim_files(places, state, name, dry_run)
+        kind = info.get("kind", kind)
+        record = {key: info[key] for key in ("study", "trial") if key in info} or record
+        continued = state is not None and bool(state[0].get("run_id"))
+        resumed_with = [*info.get("resumed_with", []), started_by] if continued else []
+        first = info.get("command", started_by)
         runs.write_run_info(files, kind=kind, command=first,
                             split="val" if settings.val else "test", resumed_with=resumed_with,
                             autocast=str(amp_dtype or "off"), **(record or {}),
@@ -555,17 +575,18 @@ def claimed(settings: Settings, places: Places, *, state: tuple[dict, str | Path
                     log(f"CUDA warm-up: {warm_up(run):.1f} s on a copy of the Net (kernels load on "
                         "first use; not counted as training time)")
                 return epochs(run, on_epoch)
-            except Interrupted as exc:  # before the first step: nothing trained, nothing saved
-                kept = (f"{state[1]} is unchanged" if state is not None else
-                        "nothing was trained or saved")
-                message = f"Interrupted ({exc}) during the run's set-up: {kept}"
-                log(message)
-                return run.result("interrupted", 128 + exc.signum, message)
-            except (ValueError, MnistError, CheckpointError, OSError) as exc:
-                log(f"ERROR: {exc}")
-                raise
-            except Exception:
-                log("ERROR: training crashed:\n" + traceback.format_exc())
+            except BaseException as exc:
+                if (stop := interruption(exc)) is not None:  # before the first step
+                    kept = (f"{state[1]} is unchanged" if state is not None else
+                            "nothing was trained or saved")
+                    message = f"Interrupted ({stop}) during the run's set-up: {kept}"
+                    log(message)
+                    return run.result("interrupted", 128 + stop.signum, message)
+                if isinstance(exc, (ValueError, MnistError, CheckpointError, OSError)):
+                    log(f"ERROR: {exc}")
+                elif isinstance(exc, Exception):  # not a second Ctrl-C: that one aborts unlogged
+                    log("ERROR: training crashed:\n" + traceback.format_exc())
                 raise
     finally:
-        files.release()
+        if files is not None:
+            files.release()
