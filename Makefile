@@ -8,21 +8,28 @@ PY := $(VENV)/bin/python
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
 
-.PHONY: setup data font-digits train test lint bench bench-quick report notebook experiments tune colab-zip eval-real app clean-venv
+.PHONY: setup setup-dev data font-digits train test lint bench bench-quick report notebook experiments tune colab-zip eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py utils.py train.py predict.py s5
 
+# Two stamps: training needs requirements.txt alone; tests, lint, the notebook and the benchmark
+# also need requirements-dev.txt (which pulls in the export, TensorBoard, page and tuner extras).
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extras.txt requirements-tensorboard.txt \
-		requirements-app.txt requirements-tune.txt
+$(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(VENV)/no-local-wheels
 	@# PIP_FIND_LINKS points at an empty folder so that a local CPU-only torch wheel (pip's
 	@# find-links) cannot be paired with PyPI's CUDA-linked torchvision.
 	PIP_FIND_LINKS=$(abspath $(VENV))/no-local-wheels $(PY) -m pip install $(TORCH_PAIR)
-	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -r requirements.txt
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-extras.txt \
+		requirements-tensorboard.txt requirements-app.txt requirements-tune.txt
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 data: setup
@@ -38,29 +45,30 @@ font-digits: setup
 train: setup
 	$(PY) train.py $(ARGS)
 
-test: setup
+test: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n 2 $(ARGS)
 
-lint: setup
+lint: setup-dev
 	$(PY) -m ruff check .
 
-bench: setup
+bench: setup-dev
 	$(PY) -m tools.bench $(ARGS)
 
-bench-quick: setup
+bench-quick: setup-dev
 	$(PY) -m tools.bench --quick $(ARGS)
 
 report: setup
 	$(PY) -m tools.report $(ARGS)
 
 # Execute S5.ipynb in place (it trains the default recipe on the full MNIST), then report on that run.
-notebook: setup
+notebook: setup-dev
 	$(PY) -m tools.report --notebook S5.ipynb $(ARGS)
 
 # An Optuna search on the validation split (tools/tune.py): ARGS="--space fast --trials 16 --seeds 1 2"; then
 # `python -m tools.study <study>` renders it into docs/studies/.
 tune: setup
+	$(PY) -m pip install -r requirements-tune.txt
 	$(PY) -m tools.tune $(ARGS)
 
 # docs/experiments.md from the logged runs (logs/ and logs/archive.tar.xz): the tuning history, by question.

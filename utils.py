@@ -202,6 +202,7 @@ class EpochTotals:
     loss_sum: float = 0.0
     correct: int = 0
     lr: float = 0.0  # the learning rate when the epoch started
+    seconds: float = 0.0  # trained so far; absent from checkpoints before it was kept: 0
 
     @property
     def loss(self) -> float:

@@ -94,6 +94,8 @@ def parse_idx(data: bytes, name: str | Path) -> torch.Tensor:
         state = "truncated" if len(data) < expected else "longer than its header says"
         raise MnistError(f"{name} is {state}: {len(data)} bytes, its header {dims} needs "
                          f"{expected}. {REFETCH}")
+    if not math.prod(dims):  # torch.frombuffer would fail on the empty buffer in numpy's words
+        raise MnistError(f"{name} holds no images or labels: its header says {dims}. {REFETCH}")
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
 
 

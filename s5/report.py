@@ -6,9 +6,14 @@ pictures, and the README's model and results blocks, written from a JSON record 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
-from contextlib import redirect_stdout
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,11 @@ from s5.files import atomic_write_text, replace_block, write_json
 from s5.mnist import MnistData
 
 RUN_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+# The pictures rescore_and_draw saves, as images/<name>.png.
+FIGURES = ("samples", "augmentation", "metric_plot", "predictions", "misclassified", "per_class",
+           "confusion_matrix", "conv1_filters", "feature_maps", "saliency")
 
 
 class ReportError(ValueError):
@@ -197,10 +207,73 @@ def results_section(record: dict) -> str:
     ])
 
 
+def targets(readme: Path, images: Path | None) -> list[Path]:
+    """Every file a report replaces: the README, its record and (unless None) the pictures."""
+    pictures = [Path(images) / f"{name}.png" for name in FIGURES] if images is not None else []
+    return [Path(readme), record_path(readme), *pictures]
+
+
+def check_writable(paths: list[Path]) -> None:
+    """``OSError`` in one line unless each of ``paths`` and its folder (or the nearest folder that
+    exists) can be written: found before anything is, so that a report writes all or nothing."""
+    for path in paths:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "it is a folder")
+            if path.exists():
+                open(path, "ab").close()  # opened, not changed: a read-only file fails here
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder")
+            tempfile.TemporaryFile(dir=folder).close()  # the atomic writer's temporary file
+        except OSError as exc:
+            raise OSError(f"cannot write {path}: {exc.strerror or exc}; nothing was "
+                          "written") from None
+
+
+@contextmanager
+def staged_images(images: Path | None) -> Iterator[Path | None]:
+    """A temporary folder beside ``images`` to draw in, removed afterwards: ``publish`` moves the
+    pictures into place only once every one of them was drawn."""
+    if images is None:
+        yield None
+        return
+    Path(images).parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{Path(images).name}-", dir=Path(images).parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(readme: Path, report: RunReport, images: Path | None, staged: Path | None) -> Path:
+    """Move the pictures drawn in ``staged`` into ``images``, then write the record and the README
+    (``write_readme``); every target is checked first. Returns the record's path."""
+    text, record = readme_update(readme, report)  # a README without its blocks: nothing written
+    check_writable(targets(readme, images))
+    if images is not None and staged is not None:
+        Path(images).mkdir(parents=True, exist_ok=True)
+        for name in FIGURES:
+            os.replace(staged / f"{name}.png", Path(images) / f"{name}.png")  # one folder's rename
+    path = write_json(record_path(readme), record)
+    atomic_write_text(readme, text)
+    return path
+
+
 def write_readme(readme: Path, report: RunReport) -> Path:
     """Write the results record (docs/results.json beside ``readme``) and regenerate the README's
     summary, receptive-field and results blocks from it; returns the record's path. A README
     without those blocks raises ``ValueError`` before anything is written."""
+    text, record = readme_update(readme, report)
+    path = write_json(record_path(readme), record)
+    atomic_write_text(readme, text)
+    return path
+
+
+def readme_update(readme: Path, report: RunReport) -> tuple[str, dict]:
+    """The README's new text and the record it is drawn from, neither written yet."""
     record = results_record(report)
     table = io.StringIO()
     with redirect_stdout(table):
@@ -210,6 +283,4 @@ def write_readme(readme: Path, report: RunReport) -> Path:
                           ("rf", explain.receptive_field_table(explain.receptive_field(Net()))),
                           ("results", results_section(record))):
         text = replace_block(text, name, content, str(readme))
-    path = write_json(record_path(readme), record)
-    atomic_write_text(readme, text)
-    return path
+    return text, record

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +121,21 @@ def tensorboard_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+def check_board_folder(log_dir: str | Path) -> None:
+    """Before a run claims its files: ``<log_dir>/tensorboard`` must be a folder events can be
+    written in (else ``OSError`` naming --no-tensorboard), not found only after an epoch."""
+    folder = Path(log_dir) / "tensorboard"
+    if not folder.exists() and not folder.is_symlink():
+        return  # made inside the log folder, which the run's claim proves writable
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is not a folder")
+        tempfile.TemporaryFile(dir=folder).close()  # a probe: os.access is always True for root
+    except OSError as exc:
+        raise OSError(f"{folder} cannot hold this run's TensorBoard events: "
+                      f"{exc.strerror or exc}; fix it, or train with --no-tensorboard") from None
 
 
 class RunBoard:

@@ -154,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: returns the exit status (0 done, 1 failed or diverged, 2 usage, 130 after
     Ctrl-C, 143 after SIGTERM: both save a checkpoint first)."""
     try:
-        return outcome(run(argv))
+        with training.abort_on_signals():  # SIGTERM while parsing: one line, not a silent 143
+            return outcome(run(argv))
+    except training.Interrupted as exc:  # before the run's log was open to say it
+        return fail(PROG, f"interrupted ({exc}) before training started: nothing was trained or "
+                          "saved", 128 + exc.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C during training: the claim is released already
+        return fail(PROG, "aborted by a second Ctrl-C: the run keeps its last checkpoint", 130)
     except ValueError as exc:  # what only the data can check, e.g. --val above the training set
         return fail(PROG, exc, 2)
     except (MnistError, CheckpointError, OSError) as exc:

@@ -129,6 +129,63 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             signal.signal(sig, old)
 
 
+_held: list[int] | None = None  # the signals held_signals holds back, while it does
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run's set-up (``signum``: which): there is no step to finish."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def abort_on_signals() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM raise ``Interrupted``: SIGTERM's default would end the
+    process at once, past the ``finally`` that releases the run's claim. ``stop_on_signals``
+    replaces this handler while the epochs train."""
+
+    def handler(signum: int, frame: object) -> None:
+        if _held is not None:
+            _held.append(signum)
+            return
+        raise Interrupted(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def interruption(exc: BaseException | None) -> Interrupted | None:
+    """The ``Interrupted`` that ``exc`` is, or was raised while handling: a library stopped
+    mid-way (tqdm creating its lock, say) may end in an error of its own."""
+    while exc is not None and not isinstance(exc, Interrupted):
+        exc = exc.__context__
+    return exc
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Within ``abort_on_signals``, Ctrl-C and SIGTERM wait until this block ends, then raise.
+    (A signal mask would not do: the OS hands the signal to any thread, e.g. one of torch's.)"""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        arrived, _held = _held, None
+    if arrived:
+        raise Interrupted(arrived[0])
+
+
 @dataclass(frozen=True)
 class Places:
     """Where a run runs and writes; recorded with it, and kept on resume unless given again."""
@@ -303,13 +360,14 @@ def one_epoch(run: Run, epoch: int, should_stop: Callable[[], int]) -> utils.Epo
     planned, steps = run.plan[epoch - 1], len(run.train_loader)
     part = f", {planned} of its {steps} batches" if planned < steps else ""
     run.log(f"Epoch {epoch} (learning rate {run.optimizer.param_groups[0]['lr']:.4e}{part})")
-    start = time.perf_counter()
+    before, start = run.partial.seconds if run.partial else 0.0, time.perf_counter()
     totals = utils.train(run.model, run.train_loader, run.optimizer, epoch=epoch,
                          schedule=run.schedule, amp_dtype=run.amp_dtype, scaler=run.scaler,
                          label_smoothing=run.settings.label_smoothing, totals=run.partial,
                          should_stop=should_stop, log=run.log, progress=run.progress,
                          n_batches=planned)
-    seconds = time.perf_counter() - start
+    # a resumed epoch counts the seconds trained before its interruption too
+    seconds = totals.seconds = before + time.perf_counter() - start
     run.partial = None
     if totals.batches == planned:
         result = utils.test(run.model, run.eval_loader, run.log, run.split)
@@ -347,7 +405,7 @@ def epochs(run: Run, on_epoch: Callable[[utils.History], str | None] | None) -> 
                 message = f"Stopped after epoch {run.history.epoch[-1]:g}: {reason}"
                 run.log(message)
                 return run.result("stopped", 0, message)
-    return finish(run)
+        return finish(run)  # a signal now is too late to stop anything: the run has finished
 
 
 def finish(run: Run) -> Result:
@@ -468,6 +526,7 @@ def claim_files(places: Places, state: tuple[dict, str | Path] | None, name: str
     return runs.new_run(places.log_dir, places.checkpoint_dir, label), {}
 
 
+@abort_on_signals()  # a signal during set-up (data, warm-up) still reaches the claim's release
 def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path] | None = None,
             kind: str = "train", record: dict | None = None, command: str | None = None,
             warnings: list[str], progress: bool = True, name: str | None = None,
@@ -482,13 +541,17 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
     seed_everything(settings.seed)
     remove_stale_temp_files(places.checkpoint_dir)
     started_by = command or "train() from Python"
-    files, info = claim_files(places, state, name, dry_run)
-    kind = info.get("kind", kind)
-    record = {key: info[key] for key in ("study", "trial") if key in info} or record
-    continued = state is not None and bool(state[0].get("run_id"))
-    resumed_with = [*info.get("resumed_with", []), started_by] if continued else []
-    first = info.get("command", started_by)
+    if places.tensorboard and runs.tensorboard_installed():
+        runs.check_board_folder(places.log_dir)
+    files = None
     try:
+        with held_signals():  # no signal between the claim and the try that releases it
+            files, info = claim_files(places, state, name, dry_run)
+        kind = info.get("kind", kind)
+        record = {key: info[key] for key in ("study", "trial") if key in info} or record
+        continued = state is not None and bool(state[0].get("run_id"))
+        resumed_with = [*info.get("resumed_with", []), started_by] if continued else []
+        first = info.get("command", started_by)
         runs.write_run_info(files, kind=kind, command=first,
                             split="val" if settings.val else "test", resumed_with=resumed_with,
                             autocast=str(amp_dtype or "off"), **(record or {}),
@@ -512,11 +575,18 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
                     log(f"CUDA warm-up: {warm_up(run):.1f} s on a copy of the Net (kernels load on "
                         "first use; not counted as training time)")
                 return epochs(run, on_epoch)
-            except (ValueError, MnistError, CheckpointError, OSError) as exc:
-                log(f"ERROR: {exc}")
-                raise
-            except Exception:
-                log("ERROR: training crashed:\n" + traceback.format_exc())
+            except BaseException as exc:
+                if (stop := interruption(exc)) is not None:  # before the first step
+                    kept = (f"{state[1]} is unchanged" if state is not None else
+                            "nothing was trained or saved")
+                    message = f"Interrupted ({stop}) during the run's set-up: {kept}"
+                    log(message)
+                    return run.result("interrupted", 128 + stop.signum, message)
+                if isinstance(exc, (ValueError, MnistError, CheckpointError, OSError)):
+                    log(f"ERROR: {exc}")
+                elif isinstance(exc, Exception):  # not a second Ctrl-C: that one aborts unlogged
+                    log("ERROR: training crashed:\n" + traceback.format_exc())
                 raise
     finally:
-        files.release()
+        if files is not None:
+            files.release()

@@ -17,11 +17,14 @@ from s5.cli import UsageError, add_data_arguments, fail, program
 from s5.mnist import MNIST_MD5, MnistError, load_mnist
 from s5.report import (
     ReportError,
+    check_writable,
     find_run,
+    publish,
     record_path,
     reported_run,
     rescore_and_draw,
-    write_readme,
+    staged_images,
+    targets,
 )
 
 PROG = program("tools.report")
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true",
                    help="allow replacing the README's results when they come from another run")
     args = p.parse_args(argv)
+    if not Path(args.readme).is_file():  # before the notebook trains or anything is drawn
+        return fail(PROG, f"--readme {args.readme}: no such file", 2)
     if args.notebook:
         if not args.notebook.is_file():
             return fail(PROG, f"--notebook {args.notebook}: no such notebook", 2)
@@ -87,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
                           "would replace its results and images/: add --replace to do that (or "
                           "--readme and --images elsewhere)")
     # after the notebook, its pictures are already drawn from this very run: only the README is left
-    images = None if args.notebook else args.images
+    images = None if args.notebook else Path(args.images)
     try:
+        check_writable(targets(readme, images))  # a read-only target: found before any drawing
         data = load_mnist(args.data_dir, md5s=None if args.no_verify else MNIST_MD5)
-        report = rescore_and_draw(run_id, data, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
-                                  images=images)
-        record = write_readme(readme, report)
+        with staged_images(images) as staged:  # drawn aside, moved in with the README: all or none
+            report = rescore_and_draw(run_id, data, log_dir=log_dir,
+                                      checkpoint_dir=checkpoint_dir, images=staged)
+            record = publish(readme, report, images, staged)
     except (CheckpointError, MnistError, ReportError, OSError, ValueError) as exc:
         return fail(PROG, exc, getattr(exc, "exit_status", 1))  # one line, no traceback
     drawn = "" if images is None else f" and {images}/"
