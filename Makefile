@@ -66,7 +66,7 @@ notebook: setup-dev
 	$(PY) -m tools.report --notebook S5.ipynb $(ARGS)
 
 # An Optuna search on the validation split (tools/tune.py): ARGS="--space fast --trials 16 --seeds 1 2"; then
-# `python -m tools.study <study>` renders it into docs/studies/.
+# `python -m tools.study <study>` renders it beside its journal in studies/.
 tune: setup
 	$(PY) -m pip install -r requirements-tune.txt
 	$(PY) -m tools.tune $(ARGS)

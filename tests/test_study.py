@@ -45,6 +45,18 @@ def test_the_committed_study_renders_as_committed_and_is_only_read(tmp_path: Pat
     assert "(18 trials)" in capsys.readouterr().out
 
 
+def test_a_users_study_renders_beside_its_journal_and_a_committed_one_into_the_docs(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_study(Path("studies"), [TrialState.COMPLETE])
+    assert study_cli.main(["s"]) == 0
+    assert (tmp_path / "studies" / "s.md").is_file() and not (tmp_path / "docs").exists()
+    (tmp_path / "studies" / "s.journal").unlink()  # yours would come first
+    make_study(Path("logs") / "studies", [TrialState.COMPLETE])  # as committed with the project
+    assert study_cli.main(["s"]) == 0
+    assert (tmp_path / "docs" / "studies" / "s.md").is_file()
+
+
 def test_a_study_whose_trials_all_failed_renders(tmp_path: Path, capsys) -> None:
     make_study(tmp_path, [TrialState.FAIL] * 2)
     out = tmp_path / "out"

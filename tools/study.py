@@ -1,7 +1,7 @@
 """Render Optuna studies made by `python -m tools.tune` into a JSON record, a markdown page and a
 plot.
 
-    python -m tools.study fast               # docs/studies/fast.json, .md, .png from its journal
+    python -m tools.study fast               # <out>/fast.json, .md, .png from its journal
     python -m tools.study fast --storage URL # a study in a database
 
 A journal is looked for in studies/ (where `tune` keeps yours, git-ignored), then in logs/studies/
@@ -255,23 +255,33 @@ def main(argv: list[str] | None = None) -> int:
                    help="the database URL the study was made in (default: its journal file)")
     p.add_argument("--log-dir", help="where `tune` kept <log-dir>/<study>.journal [default: "
                                      f"studies, then {COMMITTED}]")
-    p.add_argument("--out", default="docs/studies", help="folder for <study>.json, .md and .png")
+    p.add_argument("--out", help="folder for <study>.json, .md and .png [default: docs/studies "
+                                 "for a committed study, beside the journal for yours]")
     args = p.parse_args(argv)
-    out = Path(args.out)
+    from tools.tune import DEFAULT_DIR, redact
+
     try:
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: is a file, not a folder")
         studies = [load(name, args.storage, args.log_dir) for name in args.studies]
-        out.mkdir(parents=True, exist_ok=True)
+        # which journal: yours in studies/ comes before the committed one
+        sources = [redact(args.storage) if args.storage else find_journal(s.study_name,
+                                                                          args.log_dir)
+                   for s in studies]
+        # a user's study renders beside its journal: it never rewrites the committed docs
+        outs = [Path(args.out) if args.out else Path(DEFAULT_DIR) if args.storage else
+                Path("docs/studies") if source.parent == Path(COMMITTED) else source.parent
+                for source in sources]
+        for out in outs:
+            if out.exists() and not out.is_dir():
+                raise UsageError(f"--out {out}: is a file, not a folder")
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--out {out}: cannot write there "
+                                 f"({exc.strerror or exc})") from None
     except UsageError as exc:
         return fail(PROG, exc, exc.exit_status)
-    except OSError as exc:
-        return fail(PROG, f"--out {out}: cannot write there ({exc.strerror or exc})", 2)
-    from tools.tune import redact
 
-    for study in studies:  # which journal: yours in studies/ comes before the committed one
-        source = redact(args.storage) if args.storage else find_journal(study.study_name,
-                                                                         args.log_dir)
+    for study, source, out in zip(studies, sources, outs, strict=True):
         rec = record(study)
         path = write(rec, out)
         scored = sum(t["state"] in ("complete", "pruned") for t in rec["trials"])
