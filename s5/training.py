@@ -35,9 +35,7 @@ from s5.mnist import MNIST_MD5, MnistError, font_digits_dir, load_font_digits, l
 from s5.muon import Muon
 from s5.recipes import RECIPES, TRAINING_KEYS, Settings
 
-# Restored on resume too, unless given again: the device, the data, where the files go.
 OnEpoch = Callable[[utils.History], str | None]  # a reason to stop, or None
-PLACE_KEYS = ("device", "data_dir", "no_verify", "log_dir", "checkpoint_dir", "tensorboard")
 # A GPU warps this many training images in one batched call (a CPU, batch by batch).
 GPU_WARP_IMAGES = 8192
 

@@ -54,7 +54,8 @@ def test_events_hold_the_csv_numbers_and_a_resumed_run_adds_to_them(tiny_mnist, 
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
     assert hparams["recipe"].string_value == "default" and hparams["val"].number_value == 128
     assert set(hparams) == set(recipes.TRAINING_KEYS)  # the training settings, not the places
-    assert "tensorboard" in training.PLACE_KEYS and "tensorboard" not in recipes.TRAINING_KEYS
+    assert "tensorboard" in training.Places().recorded()  # a place, kept on resume unless given
+    assert "tensorboard" not in recipes.TRAINING_KEYS
 
 
 def test_no_events_when_turned_off_in_a_dry_run_or_without_tensorboard(tiny_mnist, tmp_path: Path,
