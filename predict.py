@@ -13,12 +13,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from s5.cli import fail, program, quiet_ctrl_c
 
-from s5 import digits, image, onnx_predict
-from s5.checkpoint import CheckpointError, load_given_or_newest
-from s5.cli import fail, program
-from s5.image import ImageError
+quiet_ctrl_c()  # before torch loads: Ctrl-C then ends in one line
+import numpy as np  # noqa: E402
+
+from s5 import digits, image, onnx_predict  # noqa: E402
+from s5.checkpoint import CheckpointError, load_given_or_newest  # noqa: E402
+from s5.image import ImageError  # noqa: E402
 
 PROG = program("predict.py")
 

@@ -8,6 +8,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -27,6 +28,21 @@ def fail(prog: str, message: object, status: int = 1) -> int:
     error."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return status
+
+
+def quiet_ctrl_c() -> None:
+    """Ctrl-C before a command handles it itself (while torch loads, say) ends in one line instead
+    of a traceback; Python still exits as interrupted (status 130)."""
+    default = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: object) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            return default(kind, value, traceback)
+        script = Path(sys.argv[0])
+        name = f"tools.{script.stem}" if script.parent.name == "tools" else script.name
+        fail(program(name), "interrupted (Ctrl-C)")
+
+    sys.excepthook = hook
 
 
 def bounded(cast: type, low: float | None = None, high: float | None = None, *,

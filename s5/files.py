@@ -12,24 +12,38 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place: ``path`` is
     always either its old content or the new one, never half written. A failed write (full disk,
     no permission) leaves no temporary file behind and raises ``OSError`` with a one-line reason."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_together({Path(path): data})
+    return Path(path)
+
+
+def write_together(contents: dict[Path, bytes]) -> None:
+    """``atomic_write_bytes`` for several files, all or none: each is written to a temporary file
+    beside it, and only once every one is there are they renamed into place (a rename takes no
+    space)."""
+    temps: dict[Path, Path] = {}
+    path = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # a crash after the rename must not leave an empty file
-        os.replace(tmp, path)
+        for path, data in contents.items():
+            if Path(path).is_dir():  # found now: a rename onto it would fail after the others
+                raise IsADirectoryError(21, "it is a folder")
+            temps[path] = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with open(temps[path], "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # a crash after the rename must not leave an empty file
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # a read-only folder: there is no temporary file to remove
-            pass
         error = OSError(f"could not write {path}: {exc.strerror or exc}")  # no "[Errno 28]"
         error.errno = exc.errno
         raise error from None
-    return path
+    finally:
+        for tmp in temps.values():
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: there is no temporary file to remove
+                pass
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -37,9 +51,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(data: object) -> str:
+    """``data`` as every record the project keeps is written: indented JSON."""
+    return json.dumps(data, indent=1) + "\n"
+
+
 def write_json(path: str | Path, data: object) -> Path:
-    """``data`` as indented JSON, written atomically: every record the project keeps."""
-    return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    """``data`` as indented JSON (``json_text``), written atomically."""
+    return atomic_write_text(path, json_text(data))
 
 
 def replace_block(text: str, name: str, content: str, where: str = "the file") -> str:

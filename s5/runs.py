@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -145,8 +148,9 @@ class RunBoard:
     without the ``tensorboard`` package nothing is written and nothing is said. A resumed run adds
     files to the same folder."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.folder, self._writer = folder, None
+    def __init__(self, folder: Path | None, log: Callable[[str], None] = print) -> None:
+        self.folder, self._writer, self.log = folder, None, log
+        self._thread_hook = threading.excepthook
 
     def _open(self):  # -> SummaryWriter | None; tensorboard is imported only where it is wanted
         if self._writer is None and self.folder is not None:
@@ -155,13 +159,36 @@ class RunBoard:
             except ImportError:
                 self.folder = None
                 return None
+            threading.excepthook = self._writer_thread_failed
             self._writer = SummaryWriter(log_dir=str(self.folder))
         return self._writer
+
+    def _writer_thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        # TensorBoard's writer thread re-raises a write error that the run reports in one line
+        ours = "tensorboard" in type(args.thread).__module__
+        if not (ours and issubclass(args.exc_type, OSError)):
+            self._thread_hook(args)
+
+    def _stop(self, exc: OSError) -> None:
+        """The events are a view of the CSV and the log: a disk that takes no more stops them, not
+        the run."""
+        self.log(f"WARNING: TensorBoard events stopped, {self.folder} cannot be written "
+                 f"({exc.strerror or exc}); the CSV and log go on (--no-tensorboard: no events)")
+        self.folder, writer, self._writer = None, self._writer, None
+        with contextlib.suppress(OSError):
+            if writer is not None:
+                writer.close()
 
     def epoch(self, history: utils.History, step: int) -> None:
         """The CSV's newest row at training step ``step``: each column a scalar, ``train_loss`` as
         ``train/loss``, ``test_acc`` as ``test/acc`` (``val/acc`` under --val), ``lr``, ``seconds``,
         ``epoch``."""
+        try:
+            self._epoch(history, step)
+        except OSError as exc:
+            self._stop(exc)
+
+    def _epoch(self, history: utils.History, step: int) -> None:
         if (writer := self._open()) is None:
             return
         row = history.rows()[-1]
@@ -174,6 +201,13 @@ class RunBoard:
                settings: dict) -> None:
         """At the end of a finished run: the metric plot and the last evaluation's confusion matrix
         as images, and ``settings`` with the final numbers (the HParams tab)."""
+        try:
+            self._finish(history, result, step=step, settings=settings)
+        except OSError as exc:
+            self._stop(exc)
+
+    def _finish(self, history: utils.History, result: utils.EvalResult, *, step: int,
+                settings: dict) -> None:
         if (writer := self._open()) is None:
             return
         figures = {"metrics": utils.plot_metrics(history),
@@ -198,8 +232,13 @@ class RunBoard:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except OSError as error:
+            self._stop(error)
+        finally:
+            threading.excepthook = self._thread_hook
 
 
 def write_run_info(files: RunFiles, **info: object) -> None:

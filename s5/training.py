@@ -555,7 +555,7 @@ def execute(settings: Settings, places: Places, *, state: tuple[dict, str | Path
                             autocast=str(amp_dtype or "off"), **(record or {}),
                             settings=recorded(settings, places, name=name, dry_run=dry_run))
         board_dir = files.tensorboard if places.tensorboard else None
-        with runs.RunLog(files.log) as log, runs.RunBoard(board_dir) as board:
+        with runs.RunLog(files.log) as log, runs.RunBoard(board_dir, log) as board:
             run = Run(settings, places, files, log, board, device, amp_dtype, dry_run, progress)
             try:
                 log(f"Run {files.run_id}: {started_by}" if state is None else

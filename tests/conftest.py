@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -101,3 +105,42 @@ def cli_run(argv: list[str]) -> tuple[int, object]:
 
     result = train_cli.run(argv)
     return train_cli.outcome(result), result.files
+
+
+PASSWORD = "s3cret-pw"  # the test server's: it must never be recorded, rendered or printed
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server (Debian's package) on a free local port, with a password: its URL in
+    the README's form (postgresql://USER:PASSWORD@HOST/DB); stopped and removed afterwards."""
+    # SQLAlchemy 2.1 reads postgresql:// as psycopg (3): the driver requirements-tune.txt names
+    pytest.importorskip("psycopg", reason="PostgreSQL's driver is in requirements-tune.txt")
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+    if not found[-1]:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
+    bin_dir = Path(found[-1]).parent
+    # the server refuses to run as root, and its user reads the folder: outside pytest's tmp
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="s5-pg-"))
+    folder.chmod(0o755)
+    (folder / "pw").write_text(PASSWORD)
+    if as_user:
+        shutil.chown(folder, "postgres")
+        shutil.chown(folder / "pw", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "pg"
+    try:
+        subprocess.run([*as_user, bin_dir / "initdb", "-D", data, "-U", "postgres",
+                        "--auth=scram-sha-256", f"--pwfile={folder / 'pw'}"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-w", "-l", folder / "pg.log",
+                        "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=120)
+        yield f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)

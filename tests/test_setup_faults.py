@@ -146,6 +146,26 @@ def test_an_unwritable_tensorboard_folder_fails_before_training(tiny_mnist, tmp_
     assert train_cli.main(flags(data_dir, tmp_path, "--no-tensorboard")) == 0
 
 
+def test_a_disk_that_fills_up_stops_the_events_not_the_run(tiny_mnist, tmp_path: Path,
+                                                           monkeypatch, capsys) -> None:
+    if not runs.tensorboard_installed():
+        pytest.skip("tensorboard is not installed: no events are written, nothing to check")
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    data_dir, _ = tiny_mnist
+    assert train_cli.main(flags(data_dir, tmp_path)) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    (log,) = (tmp_path / "logs").glob("*.log")
+    assert log.read_text().count("WARNING: TensorBoard events stopped") == 1
+    assert "(No space left on device); the CSV and log go on" in log.read_text()
+    assert len(next((tmp_path / "logs").glob("*.csv")).read_text().splitlines()) == 2
+
+
 @pytest.fixture
 def reported(tiny_mnist, tmp_path: Path) -> tuple[list[str], Path]:
     """A finished run and the report flags that would write it into ``tmp_path``'s README."""
@@ -210,3 +230,16 @@ def test_make_train_installs_only_what_training_needs(tmp_path: Path) -> None:
     assert "-r requirements-dev.txt" in test and "pytest" in test
     for target in ("setup", "setup-dev", "data", "report", "notebook", "tune", "app", "bench"):
         planned(target)  # every documented target still parses
+
+
+@pytest.mark.parametrize("command", [[str(ROOT / "train.py")], [str(ROOT / "predict.py"), "x.png"],
+                                     ["-m", "tools.tune"]])
+def test_ctrl_c_while_a_command_loads_is_one_line(command: list[str], tmp_path: Path) -> None:
+    """Ctrl-C in the first moments (torch still loading): status 130, one line, no traceback."""
+    proc = subprocess.Popen([sys.executable, *command], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.3)  # importing torch alone takes longer
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == -signal.SIGINT, output  # what a shell reports as 130
+    assert output.strip().endswith(": error: interrupted (Ctrl-C)") and "Traceback" not in output

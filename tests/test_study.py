@@ -111,3 +111,15 @@ def test_a_study_in_a_sqlite_database_renders(tmp_path: Path) -> None:
     assert study_cli.main(["s", "--storage", url, "--out", str(tmp_path)]) == 0
     assert "| 0 | complete | 0.002 |" in (tmp_path / "s.md").read_text()
     assert study_cli.main(["t", "--storage", url, "--out", str(tmp_path)]) == 2  # no such study
+
+
+def test_a_study_that_cannot_write_all_three_files_writes_none(tmp_path: Path, monkeypatch,
+                                                               capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_study(Path("studies"), [TrialState.COMPLETE])
+    (tmp_path / "studies" / "s.png").mkdir()  # the last of the three cannot be written
+    assert study_cli.main(["s"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("studies/s.png: it is a folder") and "\n" not in err
+    left = {p.name for p in (tmp_path / "studies").iterdir()}
+    assert not left & {"s.json", "s.md"} and not [n for n in left if n.endswith(".tmp")], left

@@ -3,7 +3,6 @@ workers, interruptions, a real PostgreSQL server where one can start."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -11,14 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pytest
-from conftest import write_mnist
+from conftest import PASSWORD, write_mnist
 from optuna.trial import TrialState
 
 import utils
@@ -146,71 +144,29 @@ def test_a_study_renders_to_markdown_and_a_plot(place: Path) -> None:
     assert study_cli.main(["missing", "--log-dir", str(place / "studies"), "--out", str(out)]) == 2
 
 
-PASSWORD = "s3cret-pw"  # the test server's: it must never be recorded, rendered or printed
-
-
-def start_postgres(folder: Path) -> tuple[str, list[str]]:
-    """Start a PostgreSQL server (Debian's package) on a free local port, with a password; returns
-    its URL in the README's form (postgresql://USER:PASSWORD@HOST/DB) and the stop command."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
-    if not found[-1]:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
-    bin_dir = Path(found[-1]).parent
-    # the server refuses to run as root
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(folder, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = folder / "pg"
-    (folder / "pw").write_text(PASSWORD)
-    if as_user:
-        shutil.chown(folder / "pw", "postgres")
-    subprocess.run([*as_user, bin_dir / "initdb", "-D", data, "-U", "postgres",
-                    "--auth=scram-sha-256", f"--pwfile={folder / 'pw'}"],
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-w", "-l", folder / "pg.log", "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True, timeout=120)
-    return (f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres",
-            [*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "stop"])
-
-
-def test_two_workers_share_one_postgresql_study(place: Path, capsys) -> None:
-    # SQLAlchemy 2.1 reads postgresql:// as psycopg (3): the driver requirements-tune.txt names
-    pytest.importorskip("psycopg", reason="PostgreSQL's driver is in requirements-tune.txt")
-    # outside pytest's private tmp: the server's user reads it
-    folder = Path(tempfile.mkdtemp(prefix="s5-pg-"))
-    folder.chmod(0o755)
-    try:
-        url, stop = start_postgres(folder)
-        try:
-            workers = [subprocess.Popen(tune_cmd("--trials", "4", "--storage", url), cwd=place,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                       for _ in range(2)]
-            outputs = [w.communicate(timeout=600)[0] for w in workers]
-            assert [w.returncode for w in workers] == [0, 0], outputs
-            assert PASSWORD not in "".join(outputs) and "postgres:***@" in outputs[0]
-            study = optuna.load_study(study_name="s", storage=url)
-            assert PASSWORD not in json.dumps(study.user_attrs)
-            assert len({t.user_attrs["worker"] for t in study.trials}) == 2
-            assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 4
-            check_runs(study, place / "studies" / "s")
-            # nothing went to the default file
-            assert not (place / "studies" / "s.journal").exists()
-            out = place / "docs"
-            assert study_cli.main(["s", "--storage", url, "--out", str(out)]) == 0
-            assert PASSWORD not in (out / "s.md").read_text() + (out / "s.json").read_text()
-            wrong = url.replace(PASSWORD, "wrong-pw")
-            capsys.readouterr()
-            assert study_cli.main(["s", "--storage", wrong, "--out", str(out)]) == 2
-            err = capsys.readouterr().err
-            assert "wrong-pw" not in err and "postgres:***@" in err and len(err.splitlines()) == 1
-        finally:
-            subprocess.run(stop, capture_output=True, timeout=120)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_two_workers_share_one_postgresql_study(place: Path, capsys, postgres: str) -> None:
+    url = postgres
+    workers = [subprocess.Popen(tune_cmd("--trials", "4", "--storage", url), cwd=place,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert PASSWORD not in "".join(outputs) and "postgres:***@" in outputs[0]
+    study = optuna.load_study(study_name="s", storage=url)
+    assert PASSWORD not in json.dumps(study.user_attrs)
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 4
+    check_runs(study, place / "studies" / "s")
+    # nothing went to the default file
+    assert not (place / "studies" / "s.journal").exists()
+    out = place / "docs"
+    assert study_cli.main(["s", "--storage", url, "--out", str(out)]) == 0
+    assert PASSWORD not in (out / "s.md").read_text() + (out / "s.json").read_text()
+    wrong = url.replace(PASSWORD, "wrong-pw")
+    capsys.readouterr()
+    assert study_cli.main(["s", "--storage", wrong, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "wrong-pw" not in err and "postgres:***@" in err and len(err.splitlines()) == 1
 
 
 def test_a_worker_stops_after_three_failed_trials_in_a_row(place: Path, monkeypatch,

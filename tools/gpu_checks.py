@@ -6,14 +6,20 @@ interrupted with SIGINT in epoch 2, resumed from its checkpoint, and its history
 uninterrupted run's.
 """
 
+import argparse
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
+import torch
+
 from s5 import training
+from s5.cli import fail
 from s5.recipes import RECIPES
 
+PROG = "python -m tools.gpu_checks"
 LOGS, CHECKPOINTS = Path("logs/gpu-checks"), Path("checkpoints/gpu-checks")
 PLACES = dict(device="cuda", progress=False, log_dir=LOGS, checkpoint_dir=CHECKPOINTS)
 
@@ -30,7 +36,12 @@ def columns(history) -> list[tuple]:
     return [tuple(v for k, v in row.items() if k != "seconds") for row in history.rows()]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=PROG, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    if not torch.cuda.is_available():
+        return fail(PROG, "needs a CUDA GPU and torch sees none here (on Colab: Runtime → Change "
+                    "runtime type → GPU)", 2)
     for amp in ("bf16", "fp16", "off"):
         result = training.train(RECIPES["fast"].replace(amp=amp), name=f"amp-{amp}", **PLACES)
         print(f"amp {amp}: {result.status}, accuracy {result.accuracy}%", flush=True)
@@ -45,7 +56,8 @@ def main() -> None:
                   f"{columns(resumed.history) == columns(full.history)}")
             for a, b in zip(columns(full.history), columns(resumed.history), strict=False):
                 print("   full   ", a, "\n   resumed", b)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,6 +7,8 @@ Compare "Self CUDA time total" (what the GPU computes) with the unprofiled wall 
 last: the gap is the host launching kernels (each cudaLaunchKernel costs microseconds; a step
 launches about a hundred).
 """
+import argparse
+import sys
 import time
 from dataclasses import asdict
 
@@ -16,13 +18,25 @@ from torch.profiler import ProfilerActivity, profile
 import utils
 from model import Net
 from s5 import training as T
-from s5.mnist import MNIST_MD5, load_mnist
+from s5.cli import fail
+from s5.mnist import MNIST_MD5, MnistError, load_mnist
+from s5.recipes import RECIPES
+
+PROG = "python -m tools.profile_gpu_step"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=PROG, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    if not torch.cuda.is_available():
+        return fail(PROG, "needs a CUDA GPU and torch sees none here (on Colab: Runtime → Change "
+                    "runtime type → GPU)", 2)
     dev = torch.device("cuda")
-    data = load_mnist("data", dev, md5s=MNIST_MD5, fetch=False, log=print)
-    r = T.RECIPES["gpu"]
+    try:
+        data = load_mnist("data", dev, md5s=MNIST_MD5, fetch=False, log=print)
+    except MnistError as exc:
+        return fail(PROG, exc, 2)
+    r = RECIPES["gpu"]
     bs = r.batch_size
     model = Net().to(dev, memory_format=torch.channels_last)
     opt = T.make_optimizer(model, "adamw", lr=r.lr, weight_decay=r.weight_decay)
@@ -45,7 +59,8 @@ def main() -> None:
     utils.train(model, loader, opt, epoch=3, **step)
     torch.cuda.synchronize()
     print(f"48 steps of bs {bs} unprofiled: {time.perf_counter() - t:.3f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,12 +14,13 @@ read a study, not to render a record.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
 
 from s5.cli import UsageError, fail, program, run_name
-from s5.files import atomic_write_bytes, write_json
+from s5.files import json_text, write_together
 
 COMMITTED = "logs/studies"  # the studies the docs cite, kept with the project
 PROG = program("tools.study")
@@ -187,7 +188,7 @@ def markdown(rec: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rec: dict, path: Path) -> None:
+def plot(rec: dict, path: Path | io.BytesIO) -> None:
     """Validation accuracy per trial with the best so far, and against each searched setting."""
     import matplotlib
 
@@ -233,17 +234,19 @@ def plot(rec: dict, path: Path) -> None:
     fig.suptitle(f"Study {rec['study']}: validation accuracy (pruned: where it stopped)",
                  fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write(rec: dict, out: Path) -> Path:
-    """<study>.json, then the .md and .png drawn from it, in ``out``; returns the JSON's path."""
-    path = write_json(out / f"{rec['study']}.json", rec)
-    atomic_write_bytes(out / f"{rec['study']}.md", markdown(rec).encode())
-    plot(rec, out / f"{rec['study']}.png")
+    """<study>.json and the .md and .png drawn from it, in ``out``, all three or none; returns the
+    JSON's path."""
+    png = io.BytesIO()
+    plot(rec, png)
+    path = out / f"{rec['study']}.json"
+    write_together({path: json_text(rec).encode(),
+                    out / f"{rec['study']}.md": markdown(rec).encode(),
+                    out / f"{rec['study']}.png": png.getvalue()})
     return path
 
 
@@ -283,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for study, source, out in zip(studies, sources, outs, strict=True):
         rec = record(study)
-        path = write(rec, out)
+        try:
+            path = write(rec, out)
+        except OSError as exc:  # a full disk: none of the three files was written
+            return fail(PROG, exc, 1)
         scored = sum(t["state"] in ("complete", "pruned") for t in rec["trials"])
         why = "" if scored else "; no trial completed or was pruned, so the plot is empty"
         print(f"Wrote {path} and its .md and .png from {source} ({len(study.trials)} "

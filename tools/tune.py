@@ -159,6 +159,9 @@ def open_study(args: argparse.Namespace, space: dict) -> optuna.Study:
             return optuna.create_study(storage=journal(path, repair=True), study_name=args.study,
                                        direction="maximize", sampler=sampler(), pruner=pruner,
                                        load_if_exists=True)
+        except OSError as exc:  # the journal cannot be written: a full disk, say
+            raise UsageError(f"{path}: cannot write the study journal "
+                             f"({exc.strerror or first_line(exc)})") from None
         except Exception as exc:  # a damaged journal: Optuna's replay fails in many ways
             raise UsageError(f"{path}: not a readable study journal ({first_line(exc)}); move it "
                              "aside or give another --study name") from None
