@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 # release; a CPU-only torch wheel with a CUDA torchvision fails at `import torchvision`.
 TORCH_PAIR ?= torch==2.13.0 torchvision==0.28.0
 ARGS ?=
+# This repository's GitHub owner/name: set it to your fork's owner/name, then `make links`.
+REPOSITORY := <owner>/<repo>
 
-.PHONY: setup setup-dev data font-digits train test lint bench bench-quick report notebook experiments tune colab-zip eval-real app clean-venv
+.PHONY: setup setup-dev data font-digits train test lint bench bench-quick report notebook experiments tune colab-zip links eval-real app clean-venv
 # What S5.ipynb needs next to it in Colab (its set-up cell checks the same list).
 COLAB_FILES := model.py utils.py train.py predict.py s5
 
@@ -94,6 +96,10 @@ app: setup
 colab-zip:
 	git archive --format=zip -o s5-colab.zip HEAD $(COLAB_FILES)
 	@echo "s5-colab.zip: upload it with Colab's Files pane next to S5.ipynb, then run the set-up cell"
+
+# REPOSITORY into README's torch.hub lines and Colab link and S5.ipynb's REPO_URL (tools/links.py).
+links:
+	$(PYTHON) -m tools.links --repository '$(REPOSITORY)'
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,6 +11,9 @@ import pytest
 from conftest import ROOT, write_mnist
 from PIL import Image, ImageDraw
 
+from tools.links import makefile_repository
+
+REPOSITORY = makefile_repository(ROOT / "Makefile")  # torch.hub's name of this repository
 SNIPPETS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
@@ -44,7 +47,7 @@ def test_readme_python_example_runs(project: tuple[Path, str, dict[str, str]], i
     prelude = f"from s5 import mnist\nmnist.MNIST_MD5.update({md5s!r})\n"
     code = prelude + SNIPPETS[index].replace("<run-id>", run_id)
     # torch.hub's GitHub name of this repository: the examples load the working tree, offline
-    code = code.replace('"<owner>/<repo>", "net"', f'{str(ROOT)!r}, "net", source="local"')
+    code = code.replace(f'"{REPOSITORY}", "net"', f'{str(ROOT)!r}, "net", source="local"')
     proc = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
                           timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, f"README example {index} failed:\n{SNIPPETS[index]}\n{proc.stderr}"

@@ -3,12 +3,14 @@
     python -m tools.report               # the newest finished run in logs/ that has a checkpoint
     python -m tools.report --replace     # ... even when the README shows another run's results
     python -m tools.report --run 20261124-101500
-    python -m tools.report --notebook S5.ipynb   # run the notebook (it trains), then report its run
+    python -m tools.report --notebook S5.ipynb   # run the notebook (it trains and draws --images),
+                                                 # then report its run
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,15 +32,24 @@ from s5.report import (
 PROG = program("tools.report")
 
 
-def execute_notebook(path: Path) -> None:
-    """Run a notebook top to bottom and save it with its outputs; of tqdm's carriage-return updates
-    only what a terminal would finally show is kept."""
+def execute_notebook(path: Path, parameters: dict | None = None) -> None:
+    """Run a notebook top to bottom and save it with its outputs; ``parameters`` are set at the end
+    of its cell tagged "parameters" for this run only. Of tqdm's carriage-return updates only what
+    a terminal would finally show is kept."""
     import nbclient
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if parameters and len(tagged) != 1:
+        raise ReportError(f"{path} needs one cell tagged parameters to set {', '.join(parameters)}")
+    defaults = tagged[0].source if tagged else ""
+    if parameters:
+        tagged[0].source = "\n".join([defaults, *(f"{k} = {v!r}" for k, v in parameters.items())])
     nbclient.NotebookClient(nb, timeout=None, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}}).execute()
+    if parameters:  # the saved notebook keeps its own defaults: a user's run draws elsewhere
+        tagged[0].source = defaults
     for cell in nb.cells:
         merged = []
         for output in cell.get("outputs", []):
@@ -68,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the README to update; its results record is docs/results.json beside it")
     add_data_arguments(p)
     p.add_argument("--notebook", type=Path,
-                   help="execute this notebook in place first (it trains and draws images/), then "
-                        "update the README from its run (implies --replace)")
+                   help="execute this notebook in place first (it trains and draws --images, its "
+                        "IMAGES_DIR), then update the README from its run (implies --replace)")
     p.add_argument("--replace", action="store_true",
                    help="allow replacing the README's results when they come from another run")
     args = p.parse_args(argv)
@@ -78,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.notebook:
         if not args.notebook.is_file():
             return fail(PROG, f"--notebook {args.notebook}: no such notebook", 2)
-        execute_notebook(args.notebook)
+        # the maintainer's run: its pictures are the README's, --images (as seen from the notebook)
+        images_dir = os.path.relpath(Path(args.images).resolve(), args.notebook.resolve().parent)
+        try:
+            execute_notebook(args.notebook, {"IMAGES_DIR": images_dir})
+        except ReportError as exc:
+            return fail(PROG, exc, 2)
     readme, log_dir = Path(args.readme), Path(args.log_dir)
     checkpoint_dir = Path(args.checkpoint_dir)
     try:
