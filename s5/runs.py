@@ -93,6 +93,10 @@ def new_run(log_dir: str | Path = "logs", checkpoint_dir: str | Path = "checkpoi
                 claim.write(str(os.getpid()))
         except FileExistsError:
             continue
+        except OSError as exc:  # a full disk: the claim may be there, empty
+            files.claim.unlink(missing_ok=True)
+            raise OSError(f"{checkpoint_dir} cannot be used as an output folder: "
+                          f"{exc.strerror or exc}") from None
         try:
             with open(files.log, "x"):
                 return files

@@ -54,7 +54,7 @@ USE = ("python predict.py my_seven.png",
        "python predict.py scans/ --json > results.json",
        "python -m tools.export checkpoints/<run-id>.pt",
        "python -m tools.onnx_predict checkpoints/<run-id>.onnx digits.npy seven.png",
-       "make bench ARGS=--table-only", "make experiments", "make report", "make app",
+       "make bench ARGS=--table-only", "make experiments", "make report", "make links", "make app",
        "python -m tools.gpu_checks", "python -m tools.profile_gpu_step")
 TUNE = ("python train.py --val 10000", "python -m tools.tune --space fast --trials 16 --seeds 1 2",
         "python -m tools.study fast")
@@ -216,6 +216,7 @@ def test_predict_export_page_and_upkeep_as_printed(tmp_path: Path) -> None:
     # the committed records rebuild the committed files as they are
     clone.run("make bench ARGS=--table-only")
     clone.run("make experiments")
+    clone.run("make links")  # the Makefile's REPOSITORY is already in the README and notebook
     # the README shows another run's results: refused in one line, unless asked to replace them
     assert "--replace" in clone.run("make report", 2)
     make_app(clone)
@@ -232,7 +233,8 @@ def test_tuning_on_one_machine_as_printed(tmp_path: Path) -> None:
     clone = Clone(tmp_path, TUNE)
     clone.data(10_240, 256)  # the validation split holds 10,000 of them
     clone.run("python train.py --val 10000")
-    clone.run("python -m tools.tune --space fast --trials 16 --seeds 1 2")
+    out = clone.run("python -m tools.tune --space fast --trials 16 --seeds 1 2")
+    assert "'fast': 0 of 16 trials done" in out, out  # a study of its own, not the committed one
     clone.run("python -m tools.study fast")
     assert (clone.path / "studies" / "fast.md").is_file()
     clone.finish()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -253,26 +252,6 @@ def test_a_study_refuses_a_worker_that_scores_otherwise(place: Path, monkeypatch
     (place / "other.json").write_text(json.dumps({**SPACE, "recipe": "default"}))
     with pytest.raises(tune.UsageError, match="scored with --space"):
         tune.checked_study(args(space="other.json"))
-
-
-def test_the_readme_example_leaves_a_clone_clean(place: Path) -> None:
-    """`--space fast` makes the user's own study, never the committed logs/studies/fast.journal."""
-    committed = place / "logs" / "studies" / "fast.journal"
-    committed.parent.mkdir(parents=True)
-    shutil.copy(Path(tune.__file__).parents[1] / "logs" / "studies" / "fast.journal", committed)
-    shutil.copy(Path(tune.__file__).parents[1] / ".gitignore", place / ".gitignore")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for step in (["init", "-q"], ["add", "."], ["commit", "-qm", "clone"]):
-        subprocess.run([*git, *step], cwd=place, check=True, capture_output=True)
-    result = subprocess.run([sys.executable, "-m", "tools.tune", "--space", "fast", "--trials", "1",
-                             "--seeds", "1", "--val", "128", "--", "--data-dir", "data",
-                             "--no-verify", "--epochs", "0.05"], cwd=place, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0 and "'fast': 0 of 1 trials done" in result.stdout, result
-    assert (place / "studies" / "fast.journal").is_file()
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=place,
-                            capture_output=True, text=True, check=True).stdout
-    assert status == ""
 
 
 def test_a_grid_ends_normally_when_used_up(place: Path, monkeypatch, capsys) -> None:
