@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from s5 import frontier, training
 from s5.mnist import load_mnist
 from s5.recipes import RECIPES
