@@ -63,7 +63,11 @@ class Probe:
     accuracy: list[float] = field(default_factory=list)
 
     def start(self, epoch: int) -> None:
+        """Start the clock as epoch ``epoch`` begins."""
         self.epoch = epoch
+        self.resume()
+
+    def resume(self) -> None:
         sync(self.run.device)
         self.since = time.perf_counter()
 
@@ -83,7 +87,7 @@ class Probe:
             return
         self.accuracy.append(utils.test(run.model, run.eval_loader).accuracy)
         run.model.train()
-        self.start(self.epoch)
+        self.resume()
 
 
 def warm_up(run: training.Run) -> None:
