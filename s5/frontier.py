@@ -292,7 +292,8 @@ def format_report(record: dict) -> str:
            "kept)" if record["max_epochs"] is not None else "")
     lines = [f"### Time to accuracy {started:%Y-%m-%d %H:%M}", "",
              f"- Machine: **{record['machine']}** ({record['device']}); torch {record['torch']}; "
-             f"autocast: {record['precision']} (recipes and peers alike)",
+             f"autocast: {record['precision']} (recipes and peers alike); load average (1 min) "
+             f"before / after: {record['load'][0]:.2f} / {record['load'][1]:.2f}",
              f"- Command: `{record['command']}`",
              f"- Test set ({record['test_images']:,} images) evaluated every "
              f"{record['fine_step']:g} epoch in the first epoch, then every {record['step']:g} "

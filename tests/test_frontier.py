@@ -101,12 +101,14 @@ def test_the_report_and_picture_render_from_the_record_alone(tmp_path: Path) -> 
         "started": "2026-12-08 01:00:00", "command": "python -m tools.frontier", "machine": "CPU",
         "device": "cpu", "torch": "2", "precision": "bfloat16", "targets": [99.0, 99.5, 99.7],
         "fine_step": 0.05, "step": 0.25, "test_images": 10_000, "max_epochs": None,
+        "load": [0.5, 1.25],
         "picture": "frontier.png",
         "entries": {"fast": {"kind": "recipe", "description": "the fast recipe", "runs": runs,
                              "summary": frontier.summarize(runs)}}}))
     report = frontier.format_report(record)
     assert "| recipe `fast` | 2 | 1.5 | 99.40% ± 2.54 | 4.00 ± 2.83 s (2/2) | 3.00 s (1/2) | " \
            "— (0/2) | 4.50 | 1.00 |" in report
+    assert "load average (1 min) before / after: 0.50 / 1.25" in report
     assert "![test accuracy against training seconds](frontier.png)" in report
     plot(record, tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").read_bytes().startswith(b"\x89PNG")

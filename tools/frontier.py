@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -126,6 +127,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> int:
     md5s = None if args.no_verify else MNIST_MD5
     data = load_mnist(args.data_dir, device, md5s=md5s, log=lambda message: None)
     amp_dtype = training.autocast_dtype(device, args.amp)
+    load = os.getloadavg()[0]  # other work on the machine slows every run measured
     print(f"Time to accuracy on {machine_name(device)} ({device}), autocast "
           f"{amp_dtype or 'off'}\n{header()}", flush=True)
     entries = {}
@@ -158,7 +160,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> int:
               "targets": list(frontier.TARGETS), "fine_step": float(frontier.FINE_STEP),
               "step": float(frontier.STEP), "train_images": len(data.train_images),
               "test_images": len(data.test_images), "max_epochs": args.max_epochs,
-              "entries": entries, "picture": path.with_suffix(".png").name}
+              "load": [load, os.getloadavg()[0]], "entries": entries,
+              "picture": path.with_suffix(".png").name}
     plot(record, path.with_suffix(".png"))
     report = write_record(record, path, frontier.format_report)
     print("\n" + "\n".join(frontier.summary_table(record)))
