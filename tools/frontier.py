@@ -93,12 +93,14 @@ def plot(record: dict, save: Path | None) -> Figure:
                 label=f"{entry['kind']} {name} (mean of {len(entry['runs'])})")
     for target in record["targets"]:
         ax.axhline(target, color="grey", linewidth=0.7, linestyle="--")
-        ax.text(1.005, target, f"{target:g}%", transform=ax.get_yaxis_transform(), va="center",
+        ax.text(1.005, target, f"{target:.1f}%", transform=ax.get_yaxis_transform(), va="center",
                 fontsize=8, color="grey")
     ax.set(xscale="log", ylim=(97.0, 100.0), xlabel="training seconds (log scale)",
            ylabel="test accuracy (%)",
            title=f"{record['machine']}: test accuracy against training seconds")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
