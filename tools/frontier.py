@@ -129,9 +129,10 @@ def run_benchmark(args: argparse.Namespace, command: str) -> int:
     md5s = None if args.no_verify else MNIST_MD5
     data = load_mnist(args.data_dir, device, md5s=md5s, log=lambda message: None)
     amp_dtype = training.autocast_dtype(device, args.amp)
+    precision = str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"
     load = os.getloadavg()[0]  # other work on the machine slows every run measured
-    print(f"Time to accuracy on {machine_name(device)} ({device}), autocast "
-          f"{amp_dtype or 'off'}\n{header()}", flush=True)
+    print(f"Time to accuracy on {machine_name(device)} ({device}), autocast {precision}\n"
+          f"{header()}", flush=True)
     entries = {}
     for recipe in recipes:
         def measure_recipe(seed: int, recipe: str = recipe) -> dict:
@@ -158,7 +159,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> int:
     record = {"benchmark": "frontier", "started": started.isoformat(sep=" ", timespec="seconds"),
               "command": command, "machine": machine_name(device), "device": device.type,
               "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+              "precision": precision,
               "targets": list(frontier.TARGETS), "fine_step": float(frontier.FINE_STEP),
               "step": float(frontier.STEP), "train_images": len(data.train_images),
               "test_images": len(data.test_images), "max_epochs": args.max_epochs,
