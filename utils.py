@@ -227,7 +227,8 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
           scaler: torch.amp.GradScaler | None = None, label_smoothing: float = 0.0,
           totals: EpochTotals | None = None, should_stop: Callable[[], bool] = lambda: False,
           log: Callable[[str], None] | None = None, progress: bool = True,
-          n_batches: int | None = None) -> EpochTotals:
+          n_batches: int | None = None,
+          after_step: Callable[[int], None] | None = None) -> EpochTotals:
     """Train an epoch's first ``n_batches`` batches (all by default; fewer in a fractional last
     epoch), or their rest after ``totals.batches`` done ones, stepping ``schedule`` after every
     batch or after the epoch, as it asks.
@@ -235,7 +236,8 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
     The bar reads like the seed's (``Train: Loss=… Batch_id=… Accuracy=…``); sums stay on the
     device, read only to display, so a CUDA step never waits for the host. When ``should_stop()``
     turns true (Ctrl-C) the epoch ends after this step. Raises ``NonFiniteLossError`` on NaN/inf
-    loss. ``scaler`` (fp16) belongs to the run."""
+    loss. ``scaler`` (fp16) belongs to the run. ``after_step(batches)`` is called after each step
+    with the epoch's batches done so far (tools.frontier evaluates there)."""
     model.train()
     totals = EpochTotals(lr=optimizer.param_groups[0]["lr"]) if totals is None else totals
     device = next(model.parameters()).device
@@ -266,6 +268,8 @@ def train(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimiz
         bad = ~torch.isfinite(loss.detach())
         first_bad = torch.where(bad & (first_bad < 0), batch_id, first_bad)
         totals.batches, totals.seen = batch_id + 1, totals.seen + len(target)
+        if after_step is not None:
+            after_step(totals.batches)
         bar.update(1)
         last = totals.batches == n_batches or should_stop()
         write_log = log is not None and (last or totals.batches % log_every == 0)

@@ -249,6 +249,7 @@ class Run:
     partial: utils.EpochTotals | None = None
     plan: list[int] = field(default_factory=list)
     last_eval: utils.EvalResult | None = None
+    after_step: Callable[[int], None] | None = None  # given to utils.train: s5/frontier.py's probe
 
     @property
     def split(self) -> str:
@@ -363,7 +364,7 @@ def one_epoch(run: Run, epoch: int, should_stop: Callable[[], int]) -> utils.Epo
                          schedule=run.schedule, amp_dtype=run.amp_dtype, scaler=run.scaler,
                          label_smoothing=run.settings.label_smoothing, totals=run.partial,
                          should_stop=should_stop, log=run.log, progress=run.progress,
-                         n_batches=planned)
+                         n_batches=planned, after_step=run.after_step)
     # a resumed epoch counts the seconds trained before its interruption too
     seconds = totals.seconds = before + time.perf_counter() - start
     run.partial = None

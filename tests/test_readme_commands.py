@@ -33,8 +33,9 @@ BLOCKS = {line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)`
 # Not run here, and why: each is run by a test of its own parts, or needs what a test cannot have.
 NOT_RUN = {
     "make test": "this test runs inside it",
-    "make bench": "3 seeds of every recipe on the full MNIST; tests/test_bench.py runs its parts",
+    "make bench": "3 seeds of every recipe, full MNIST; tests/test_cli.py runs its --quick form",
     "python -m tools.bench": "as make bench",
+    "make bench-frontier": "10 seeds of recipes and peers, full MNIST; tests/test_frontier.py",
     "python -m tools.bench --page": "Chromium on the real page; tests/test_app.py drives it",
     "make notebook": "the full MNIST; tests/test_notebook.py executes the notebook on tiny data",
     "make font-digits": "installs Debian fonts (root, network); the test writes its output instead",

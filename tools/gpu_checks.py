@@ -36,12 +36,20 @@ def columns(history) -> list[tuple]:
     return [tuple(v for k, v in row.items() if k != "seconds") for row in history.rows()]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog=PROG, description=__doc__,
+def refused_without_cuda(prog: str, doc: str, argv: list[str] | None) -> int | None:
+    """A GPU tool's command line (``--help`` only): exit status 2 with one line where torch sees no
+    CUDA GPU, else ``None``."""
+    argparse.ArgumentParser(prog=prog, description=doc,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     if not torch.cuda.is_available():
-        return fail(PROG, "needs a CUDA GPU and torch sees none here (on Colab: Runtime → Change "
+        return fail(prog, "needs a CUDA GPU and torch sees none here (on Colab: Runtime → Change "
                     "runtime type → GPU)", 2)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    if (status := refused_without_cuda(PROG, __doc__, argv)) is not None:
+        return status
     for amp in ("bf16", "fp16", "off"):
         result = training.train(RECIPES["fast"].replace(amp=amp), name=f"amp-{amp}", **PLACES)
         print(f"amp {amp}: {result.status}, accuracy {result.accuracy}%", flush=True)

@@ -7,7 +7,6 @@ Compare "Self CUDA time total" (what the GPU computes) with the unprofiled wall 
 last: the gap is the host launching kernels (each cudaLaunchKernel costs microseconds; a step
 launches about a hundred).
 """
-import argparse
 import sys
 import time
 from dataclasses import asdict
@@ -21,16 +20,14 @@ from s5 import training as T
 from s5.cli import fail
 from s5.mnist import MNIST_MD5, MnistError, load_mnist
 from s5.recipes import RECIPES
+from tools.gpu_checks import refused_without_cuda
 
 PROG = "python -m tools.profile_gpu_step"
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog=PROG, description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
-    if not torch.cuda.is_available():
-        return fail(PROG, "needs a CUDA GPU and torch sees none here (on Colab: Runtime → Change "
-                    "runtime type → GPU)", 2)
+    if (status := refused_without_cuda(PROG, __doc__, argv)) is not None:
+        return status
     dev = torch.device("cuda")
     try:
         data = load_mnist("data", dev, md5s=MNIST_MD5, fetch=False, log=print)
